@@ -1,0 +1,95 @@
+"""The one key rule of kvfs, used by every store and by the mount's path mapping.
+
+A key is one or more components joined by ``/``. A component is made of simplekv's
+alphabet: ``0-9 a-z A-Z`` and ``!"#$%&'()+,-.<=>?@[\\]^_`{}~``. A component may not be
+empty, ``.`` or ``..``, so a key has no leading, trailing or doubled ``/`` and can never
+climb out of a store's root. The whole key must match (a trailing newline is invalid),
+and a key is at most :data:`MAX_KEY_LENGTH` bytes unless a store declares a lower limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from .errors import InvalidKeyError
+
+#: The characters allowed in one component of a key (simplekv's alphabet).
+KEY_ALPHABET = "0-9a-zA-Z" + "!\"#$%&'()+,\\-.<=>?@\\[\\\\\\]^_`{}~"
+
+_COMPONENT = "(?!\\.\\.?(?:/|\\Z))[" + KEY_ALPHABET + "]+"
+
+#: A regular expression matching exactly the valid keys (ignoring the length limit).
+VALID_KEY_REGEXP = "\\A" + _COMPONENT + "(?:/" + _COMPONENT + ")*\\Z"
+
+#: :data:`VALID_KEY_REGEXP`, compiled.
+VALID_KEY_RE = re.compile(VALID_KEY_REGEXP)
+
+#: The longest key any store accepts, in bytes (keys are ASCII, so also characters).
+MAX_KEY_LENGTH = 1024
+
+#: The separator of key components (the mount shows it as a directory level).
+SEPARATOR = "/"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _matches(key: str) -> bool:
+    # Cached: the same keys are checked over and over (get after put, the mount's paths).
+    return VALID_KEY_RE.match(key) is not None
+
+
+def is_valid_key(key: object, max_length: int = MAX_KEY_LENGTH) -> bool:
+    """Return whether *key* is a valid key no longer than *max_length* bytes."""
+    return type(key) is str and len(key) <= max_length and _matches(key)
+
+
+def check_key(
+    key: object,
+    max_length: int = MAX_KEY_LENGTH,
+    max_component_length: int | None = None,
+) -> None:
+    """Raise :class:`~kvfs.errors.InvalidKeyError` (a ``ValueError``) unless *key* is valid.
+
+    The message names the key and, when the key is too long, the limit it broke.
+    """
+    if type(key) is not str:
+        if isinstance(key, str):  # a str subclass: judge its text
+            key = str(key)
+        else:
+            raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}: {key!r}")
+    if not _matches(key):
+        raise InvalidKeyError(
+            f"{key!r} is not a valid key: use only letters, digits and "
+            "!\"#$%&'()+,-.<=>?@[\\]^_`{}~, with '/' between non-empty components "
+            "other than '.' and '..'"
+        )
+    if len(key) > max_length:
+        raise InvalidKeyError(
+            f"key is {len(key)} bytes long, the limit of this store is {max_length} bytes"
+        )
+    if max_component_length is not None:
+        for component in key.split(SEPARATOR):
+            if len(component) > max_component_length:
+                raise InvalidKeyError(
+                    f"key component {component[:40]!r}... is {len(component)} bytes long, "
+                    f"the limit of this store is {max_component_length} bytes per component"
+                )
+
+
+def check_prefix(prefix: object) -> str:
+    """Check a listing prefix: any str made of key characters and ``/`` (may be empty)."""
+    if type(prefix) is not str:
+        raise InvalidKeyError(f"a prefix must be a str, not {type(prefix).__name__}")
+    return prefix
+
+
+__all__ = [
+    "KEY_ALPHABET",
+    "VALID_KEY_REGEXP",
+    "VALID_KEY_RE",
+    "MAX_KEY_LENGTH",
+    "SEPARATOR",
+    "is_valid_key",
+    "check_key",
+    "check_prefix",
+]

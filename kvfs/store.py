@@ -1,0 +1,414 @@
+"""The store core: :class:`KeyValueStore`, a template for every backend.
+
+Public methods validate their arguments once and call an underscore hook. A backend
+must provide :meth:`~KeyValueStore._delete`, :meth:`~KeyValueStore.iter_keys` (or
+:meth:`~KeyValueStore._iter_keys`), :meth:`~KeyValueStore._open` and
+:meth:`~KeyValueStore._put_file`; every other hook has a working, if slow, default
+built on those four, and a backend overrides it for speed. What a backend does natively
+is declared in capability flags (``fast_stat``, ``fast_ranges``, ...) rather than
+discovered by probing.
+
+Beyond simplekv's API the core offers what a filesystem view needs:
+
+* :meth:`~KeyValueStore.stat`: size and last-modified time without reading the value;
+* :meth:`~KeyValueStore.get_range`: a byte range without reading the whole value;
+* :meth:`~KeyValueStore.iter_level` / :meth:`~KeyValueStore.iter_prefixes`: one level of a
+  hierarchical listing, with sizes where the backend's listing has them;
+* directory markers (:meth:`~KeyValueStore.put_directory`, ...), so an empty directory
+  can exist in a store of keys;
+* :meth:`~KeyValueStore.copy` / :meth:`~KeyValueStore.move`, server-side where possible.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, BinaryIO, ClassVar, Union
+
+from .errors import InvalidValueError, KeyNotFoundError
+from .keys import MAX_KEY_LENGTH, SEPARATOR, _matches, check_key, check_prefix
+
+#: A file name or an open binary file, as ``get_file``/``put_file`` accept.
+FileOrFilename = Union[str, "os.PathLike[str]", IO[bytes], BinaryIO]
+
+#: Chunk size for streaming copies: large enough to amortise calls, small enough for memory.
+CHUNK_SIZE = 1024 * 1024
+
+#: What a directory marker is called inside stores that hold arbitrary names: the
+#: directory's key followed by the separator (``a/b/``). Never a valid key, so it can
+#: never collide with a value, and it is the convention S3 and GCS tools use.
+DIRECTORY_MARKER_SUFFIX = SEPARATOR
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a store knows about a key (or, with ``is_prefix``, a directory) without reading it.
+
+    ``size`` is in bytes; ``last_modified`` is a POSIX timestamp in seconds. Either is
+    ``None`` where the backend does not know it cheaply (a listing without sizes). For a
+    prefix, ``key`` ends with the delimiter and ``size`` is ``None``.
+    """
+
+    key: str
+    size: int | None = None
+    last_modified: float | None = None
+    is_prefix: bool = False
+
+
+def _is_bytes_like(data: object) -> bool:
+    return isinstance(data, (bytes, bytearray, memoryview))
+
+
+class KeyValueStore:
+    """A store of binary values under string keys: simplekv's API plus filesystem needs.
+
+    Every public method raises :class:`~kvfs.errors.InvalidKeyError` (a ``ValueError``)
+    for an invalid key before touching the backend, :class:`~kvfs.errors.KeyNotFoundError`
+    (a ``KeyError``) for a missing key where a value is needed, and
+    :class:`~kvfs.errors.BackendError` (an ``OSError``) when the backend fails.
+
+    Every store is safe to use from several threads at once.
+    """
+
+    #: Longest key in bytes this store accepts.
+    max_key_length: ClassVar[int] = MAX_KEY_LENGTH
+    #: Longest key component in bytes, where the backend has such a limit (file names).
+    max_component_length: ClassVar[int | None] = None
+
+    # Capability flags: what this backend does natively. The slow defaults always work.
+    #: The store accepts writes (False for read-only stores and decorators).
+    supports_writes: ClassVar[bool] = True
+    #: :meth:`stat` is answered without reading the value.
+    fast_stat: ClassVar[bool] = False
+    #: :meth:`get_range` transfers only the requested range.
+    fast_ranges: ClassVar[bool] = False
+    #: :meth:`iter_level` is one native listing call, not a scan of all keys below.
+    fast_level_listing: ClassVar[bool] = False
+    #: :meth:`iter_level` entries carry ``size`` (and ``last_modified`` where known).
+    listing_has_sizes: ClassVar[bool] = False
+    #: :meth:`copy` runs on the server, without moving the value through this process.
+    supports_server_copy: ClassVar[bool] = False
+    #: Empty directories can be kept (:meth:`put_directory`), and survive a reopen.
+    supports_directories: ClassVar[bool] = False
+    #: A key ``a`` and keys under ``a/`` may exist at the same time.
+    allows_key_and_prefix: ClassVar[bool] = True
+    #: ``put`` and ``put_file`` accept ``ttl_secs`` (see :class:`TimeToLiveMixin`).
+    ttl_support: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_valid_key(self, key: object) -> None:
+        """Raise :class:`~kvfs.errors.InvalidKeyError` unless *key* is valid for this store."""
+        # Fast path for the common case; the full check builds the error message.
+        if (
+            type(key) is str
+            and len(key) <= self.max_key_length
+            and self.max_component_length is None
+            and _matches(key)
+        ):
+            return
+        check_key(key, self.max_key_length, self.max_component_length)
+
+    @staticmethod
+    def _check_valid_value(data: object) -> bytes:
+        if type(data) is bytes:
+            return data
+        if _is_bytes_like(data):
+            return bytes(data)  # type: ignore[arg-type]
+        raise InvalidValueError(f"a value must be bytes, not {type(data).__name__}")
+
+    # ------------------------------------------------------------------ simplekv API
+
+    def __contains__(self, key: object) -> bool:
+        """Return whether *key* exists. Raises ``ValueError`` for an invalid key."""
+        self._check_valid_key(key)
+        return self._has_key(key)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over every key (in no particular order)."""
+        return self.iter_keys()
+
+    def delete(self, key: str) -> None:
+        """Delete *key*. Deleting a missing key is not an error."""
+        self._check_valid_key(key)
+        self._delete(key)
+
+    def get(self, key: str) -> bytes:
+        """Return the value of *key* as bytes. ``KeyError`` if it does not exist."""
+        self._check_valid_key(key)
+        return self._get(key)
+
+    def get_file(self, key: str, file: FileOrFilename) -> None:
+        """Write the value of *key* to *file*, an open binary file or a file name.
+
+        The value is streamed in chunks. When *file* is a name and *key* is missing,
+        ``KeyError`` is raised and no file is created; the named file is written under a
+        temporary name and renamed into place, so a reader never sees a partial file.
+        """
+        self._check_valid_key(key)
+        if isinstance(file, (str, os.PathLike)):
+            return self._get_filename(key, os.fspath(file))
+        return self._get_file(key, file)
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Iterate over the keys that start with *prefix* (in no particular order)."""
+        check_prefix(prefix)
+        for name in self._iter_keys(prefix):
+            if not name.endswith(DIRECTORY_MARKER_SUFFIX):
+                yield name
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Return a list of the keys that start with *prefix*."""
+        return list(self.iter_keys(prefix))
+
+    def open(self, key: str) -> IO[bytes]:
+        """Open *key* for reading: a readable, seekable binary file object.
+
+        ``KeyError`` is raised here, at open time, if *key* does not exist.
+        """
+        self._check_valid_key(key)
+        return self._open(key)
+
+    def put(self, key: str, data: bytes) -> str:
+        """Store *data* (bytes) under *key* and return the key.
+
+        A value that is not bytes raises :class:`~kvfs.errors.InvalidValueError`, which
+        ``except IOError`` catches, as in simplekv. An empty value is a value.
+        """
+        self._check_valid_key(key)
+        return self._put(key, self._check_valid_value(data))
+
+    def put_file(self, key: str, file: FileOrFilename) -> str:
+        """Store the contents of *file* (an open binary file or a file name) under *key*.
+
+        The file is read in chunks until its end, so pipes and sockets that return short
+        reads are stored whole, and a large value never sits whole in memory (where the
+        backend streams). Returns the key.
+        """
+        self._check_valid_key(key)
+        if isinstance(file, (str, os.PathLike)):
+            return self._put_filename(key, os.fspath(file))
+        return self._put_file(key, file)
+
+    # ------------------------------------------------------------------ extensions
+
+    def stat(self, key: str) -> KeyInfo:
+        """Return the size (and last-modified time, where known) of *key* without reading it.
+
+        ``KeyError`` if *key* does not exist.
+        """
+        self._check_valid_key(key)
+        return self._stat(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Return up to *length* bytes of *key*'s value starting at byte *start*.
+
+        Fewer bytes come back at the end of the value, none past it. ``KeyError`` if *key*
+        does not exist; ``ValueError`` for a negative *start* or *length*.
+        """
+        self._check_valid_key(key)
+        if start < 0 or length < 0:
+            raise ValueError(f"start and length must not be negative: {start}, {length}")
+        if length == 0:
+            if not self._has_key(key):
+                raise KeyNotFoundError(key)
+            return b""
+        return self._get_range(key, start, length)
+
+    def iter_level(self, prefix: str = "", delimiter: str = SEPARATOR) -> Iterator[KeyInfo]:
+        """Iterate over one level of the hierarchy below *prefix*.
+
+        Yields a :class:`KeyInfo` for each key directly below *prefix* (no *delimiter*
+        after the prefix) and one with ``is_prefix=True`` for each distinct deeper prefix,
+        its ``key`` ending with *delimiter*. Empty directories kept with
+        :meth:`put_directory` appear as prefixes. *prefix* is usually ``""`` or ends with
+        *delimiter*. Sizes are filled where ``listing_has_sizes`` is set.
+        """
+        check_prefix(prefix)
+        if not delimiter:
+            raise ValueError("delimiter must not be empty")
+        return self._iter_level(prefix, delimiter)
+
+    def iter_prefixes(self, delimiter: str = SEPARATOR, prefix: str = "") -> Iterator[str]:
+        """minimalkv's one-level listing: keys and common prefixes directly below *prefix*."""
+        for entry in self.iter_level(prefix, delimiter):
+            yield entry.key
+
+    def copy(self, source: str, dest: str) -> str:
+        """Copy the value of *source* to *dest* (replacing it) and return *dest*.
+
+        Server-side where ``supports_server_copy`` is set. ``KeyError`` if *source* is missing.
+        """
+        self._check_valid_key(source)
+        self._check_valid_key(dest)
+        return self._copy(source, dest)
+
+    def move(self, source: str, dest: str) -> str:
+        """Move *source* to *dest* (replacing it) and return *dest*.
+
+        Not atomic on most backends: a copy, then a delete of *source*. ``KeyError`` if
+        *source* is missing.
+        """
+        self._check_valid_key(source)
+        self._check_valid_key(dest)
+        return self._move(source, dest)
+
+    def put_directory(self, key: str) -> None:
+        """Keep an (empty) directory *key*, so it is listed by :meth:`iter_level`.
+
+        Stores without ``supports_directories`` raise ``NotImplementedError``.
+        """
+        self._check_valid_key(key)
+        self._require_directories()
+        self._put_directory(key)
+
+    def delete_directory(self, key: str) -> None:
+        """Remove the directory marker *key*, if any. Keys below it are left alone."""
+        self._check_valid_key(key)
+        self._require_directories()
+        self._delete_directory(key)
+
+    def has_directory(self, key: str) -> bool:
+        """Return whether *key* is a directory: a kept marker, or any key below ``key/``."""
+        self._check_valid_key(key)
+        return self._has_directory(key)
+
+    def close(self) -> None:
+        """Release connections and other resources. The store is unusable afterwards."""
+
+    def __enter__(self) -> KeyValueStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ hooks
+
+    def _delete(self, key: str) -> None:
+        """Delete *key*; a missing key is not an error. Backends must override."""
+        raise NotImplementedError
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        """Iterate over the stored names starting with *prefix*, markers included.
+
+        Backends override this, or (simplekv style) :meth:`iter_keys` itself.
+        """
+        if type(self).iter_keys is KeyValueStore.iter_keys:
+            raise NotImplementedError(f"{type(self).__name__} must implement iter_keys")
+        return self.iter_keys(prefix)
+
+    def _open(self, key: str) -> IO[bytes]:
+        """Open *key* for reading; ``KeyError`` if missing. Backends must override."""
+        raise NotImplementedError
+
+    def _put_file(self, key: str, file: IO[bytes]) -> str:
+        """Store all of *file* (read until EOF) under *key*. Backends must override."""
+        raise NotImplementedError
+
+    def _get(self, key: str) -> bytes:
+        with self._open(key) as file:
+            return file.read()
+
+    def _get_file(self, key: str, file: IO[bytes]) -> None:
+        with self._open(key) as source:
+            shutil.copyfileobj(source, file, CHUNK_SIZE)
+
+    def _get_filename(self, key: str, filename: str) -> None:
+        # Open the source first: a missing key must not leave an empty target file.
+        with self._open(key) as source:
+            _write_file_atomically(filename, source)
+
+    def _has_key(self, key: str) -> bool:
+        for name in self._iter_keys(key):
+            if name == key:
+                return True
+        return False
+
+    def _put(self, key: str, data: bytes) -> str:
+        return self._put_file(key, io.BytesIO(data))
+
+    def _put_filename(self, key: str, filename: str) -> str:
+        with open(filename, "rb") as file:
+            return self._put_file(key, file)
+
+    def _stat(self, key: str) -> KeyInfo:
+        with self._open(key) as file:
+            size = file.seek(0, io.SEEK_END)
+        return KeyInfo(key, size)
+
+    def _get_range(self, key: str, start: int, length: int) -> bytes:
+        with self._open(key) as file:
+            file.seek(start)
+            return file.read(length)
+
+    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
+        seen: set[str] = set()
+        for name in self._iter_keys(prefix):
+            rest = name[len(prefix):]
+            cut = rest.find(delimiter)
+            if cut == -1:
+                if rest:
+                    yield KeyInfo(name)
+                continue
+            sub = prefix + rest[: cut + len(delimiter)]
+            if sub not in seen and len(sub) > len(prefix):
+                seen.add(sub)
+                yield KeyInfo(sub, is_prefix=True)
+
+    def _copy(self, source: str, dest: str) -> str:
+        with self._open(source) as file:
+            return self._put_file(dest, file)
+
+    def _move(self, source: str, dest: str) -> str:
+        self._copy(source, dest)
+        self._delete(source)
+        return dest
+
+    def _require_directories(self) -> None:
+        if not self.supports_directories:
+            raise NotImplementedError(f"{type(self).__name__} cannot keep empty directories")
+
+    # Default markers for stores that hold arbitrary names: ``key/`` with an empty value.
+    def _put_directory(self, key: str) -> None:
+        self._put(key + DIRECTORY_MARKER_SUFFIX, b"")
+
+    def _delete_directory(self, key: str) -> None:
+        self._delete(key + DIRECTORY_MARKER_SUFFIX)
+
+    def _has_directory(self, key: str) -> bool:
+        for _ in self._iter_keys(key + SEPARATOR):
+            return True
+        return False
+
+
+def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
+    """Stream *source* into *filename* via a temporary file and a rename.
+
+    Special files (a terminal, ``/dev/stdout``, a FIFO) are written in place.
+    """
+    try:
+        regular = not os.path.exists(filename) or os.path.isfile(filename)
+    except OSError:
+        regular = False
+    if not regular:
+        with open(filename, "wb") as target:
+            shutil.copyfileobj(source, target, CHUNK_SIZE)
+        return
+    directory, name = os.path.split(os.path.abspath(filename))
+    temporary = os.path.join(directory, f".{name}.kvfs-{os.getpid()}-{id(source)}:tmp")
+    try:
+        with open(temporary, "wb") as target:
+            shutil.copyfileobj(source, target, CHUNK_SIZE)
+        os.replace(temporary, filename)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+__all__ = ["KeyValueStore", "KeyInfo", "FileOrFilename", "CHUNK_SIZE", "DIRECTORY_MARKER_SUFFIX"]
