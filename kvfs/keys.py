@@ -9,7 +9,6 @@ and a key is at most :data:`MAX_KEY_LENGTH` bytes unless a store declares a lowe
 
 from __future__ import annotations
 
-import functools
 import re
 
 from .errors import InvalidKeyError
@@ -32,10 +31,26 @@ MAX_KEY_LENGTH = 1024
 SEPARATOR = "/"
 
 
-@functools.lru_cache(maxsize=1 << 16)
+#: Keys of at most this many bytes that passed the rule are remembered in _KNOWN_VALID.
+#: Every store accepts such a key unless it declares a limit below this one.
+SHORT_KEY_LENGTH = 255
+
+# Short keys already seen to match the rule. The same keys are checked over and over (get
+# after put, the mount's paths), and a set lookup is far cheaper than the regexp.
+_KNOWN_VALID: set[str] = set()
+_KNOWN_VALID_LIMIT = 1 << 17
+
+
 def _matches(key: str) -> bool:
-    # Cached: the same keys are checked over and over (get after put, the mount's paths).
-    return VALID_KEY_RE.match(key) is not None
+    if key in _KNOWN_VALID:
+        return True
+    if VALID_KEY_RE.match(key) is None:
+        return False
+    if len(key) <= SHORT_KEY_LENGTH:
+        if len(_KNOWN_VALID) >= _KNOWN_VALID_LIMIT:
+            _KNOWN_VALID.clear()  # bound the memory; set operations are atomic under the GIL
+        _KNOWN_VALID.add(key)
+    return True
 
 
 def is_valid_key(key: object, max_length: int = MAX_KEY_LENGTH) -> bool:

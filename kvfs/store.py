@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO, ClassVar, Union
 
 from .errors import InvalidValueError, KeyNotFoundError
-from .keys import MAX_KEY_LENGTH, SEPARATOR, _matches, check_key, check_prefix
+from .keys import _KNOWN_VALID, MAX_KEY_LENGTH, SHORT_KEY_LENGTH, SEPARATOR, check_key, check_prefix
 
 #: A file name or an open binary file, as ``get_file``/``put_file`` accept.
 FileOrFilename = Union[str, "os.PathLike[str]", IO[bytes], BinaryIO]
@@ -100,15 +100,22 @@ class KeyValueStore:
 
     # ------------------------------------------------------------------ validation
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Whether every remembered short key (kvfs.keys._KNOWN_VALID) is valid here too,
+        # which lets the hot paths skip the full check for keys seen before.
+        key_limit, component_limit = cls.max_key_length, cls.max_component_length
+        cls._short_keys_valid = (
+            isinstance(key_limit, int)
+            and key_limit >= SHORT_KEY_LENGTH
+            and (component_limit is None or (isinstance(component_limit, int) and component_limit >= SHORT_KEY_LENGTH))
+        )
+
+    _short_keys_valid: ClassVar[bool] = True
+
     def _check_valid_key(self, key: object) -> None:
         """Raise :class:`~kvfs.errors.InvalidKeyError` unless *key* is valid for this store."""
-        # Fast path for the common case; the full check builds the error message.
-        if (
-            type(key) is str
-            and len(key) <= self.max_key_length
-            and self.max_component_length is None
-            and _matches(key)
-        ):
+        if type(key) is str and key in _KNOWN_VALID and self._short_keys_valid:
             return
         check_key(key, self.max_key_length, self.max_component_length)
 
@@ -138,7 +145,10 @@ class KeyValueStore:
 
     def get(self, key: str) -> bytes:
         """Return the value of *key* as bytes. ``KeyError`` if it does not exist."""
-        self._check_valid_key(key)
+        # The key check is inlined on the two hottest methods (a method call costs as
+        # much as a dictionary lookup); it is the same test as _check_valid_key's.
+        if type(key) is not str or key not in _KNOWN_VALID or not self._short_keys_valid:
+            self._check_valid_key(key)
         return self._get(key)
 
     def get_file(self, key: str, file: FileOrFilename) -> None:
@@ -178,8 +188,11 @@ class KeyValueStore:
         A value that is not bytes raises :class:`~kvfs.errors.InvalidValueError`, which
         ``except IOError`` catches, as in simplekv. An empty value is a value.
         """
-        self._check_valid_key(key)
-        return self._put(key, self._check_valid_value(data))
+        if type(key) is not str or key not in _KNOWN_VALID or not self._short_keys_valid:
+            self._check_valid_key(key)
+        if type(data) is not bytes:
+            data = self._check_valid_value(data)
+        return self._put(key, data)
 
     def put_file(self, key: str, file: FileOrFilename) -> str:
         """Store the contents of *file* (an open binary file or a file name) under *key*.
