@@ -1,0 +1,492 @@
+"""Store decorators: a store that wraps another store and changes one thing about it.
+
+A decorator is itself a :class:`~kvfs.store.KeyValueStore`: its public methods validate
+their arguments as every store's do, then its hooks call the *public* methods of the
+wrapped store, so the wrapped store's own fast paths (server-side copy, native ranges,
+one-call listings) are used rather than the core's slow defaults. The wrapped store's
+capability flags are forwarded, so whoever looks at the decorator (the mount, the
+contract suite) sees what the store underneath can do.
+
+* :class:`StoreDecorator` passes everything through, and gives access to attributes of
+  the wrapped store it does not define itself (``decorator.d``, ``decorator.bucket``).
+* :class:`PrefixDecorator` shows the keys below a prefix as a store of their own.
+* :class:`URLEncodeKeysDecorator` accepts any ``str`` as a key by percent-encoding it.
+* :class:`ReadOnlyDecorator` refuses every write with :class:`~kvfs.errors.ReadOnlyError`.
+
+As in simplekv, a decorator is a convenience, not a security boundary: whoever holds the
+wrapped store can still write to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from typing import IO, Any, NoReturn
+from urllib.parse import quote_plus, unquote_plus
+
+from .errors import InvalidKeyError, ReadOnlyError
+from .keys import SEPARATOR, check_key, check_prefix
+from .mixins import TTL
+from .store import FileOrFilename, KeyInfo, KeyValueStore
+
+
+def _forwarded(flag: str) -> Any:
+    """A read-only property that returns the wrapped store's value of *flag*."""
+
+    def get(self: StoreDecorator) -> Any:
+        return getattr(self._dstore, flag)
+
+    return property(get, doc=f"The wrapped store's ``{flag}``.")
+
+
+class StoreDecorator(KeyValueStore):
+    """Wraps *store* and passes every call through to it (simplekv's base decorator).
+
+    Subclasses override the hooks they change. Keys are checked by the wrapped store's
+    rule (so the same keys are valid, and the same ``ValueError`` raised), every
+    capability flag and key limit is the wrapped store's, and attributes the decorator
+    does not define are looked up on the wrapped store (``_dstore``, as in simplekv).
+    ``put`` and ``put_file`` accept ``ttl_secs`` and pass it on when the wrapped store has
+    ``ttl_support``; given to a store without it, they raise ``TypeError``.
+    :meth:`close` closes the wrapped store.
+    """
+
+    supports_writes = _forwarded("supports_writes")
+    fast_stat = _forwarded("fast_stat")
+    fast_ranges = _forwarded("fast_ranges")
+    fast_level_listing = _forwarded("fast_level_listing")
+    listing_has_sizes = _forwarded("listing_has_sizes")
+    supports_server_copy = _forwarded("supports_server_copy")
+    supports_directories = _forwarded("supports_directories")
+    allows_key_and_prefix = _forwarded("allows_key_and_prefix")
+    ttl_support = _forwarded("ttl_support")
+    max_key_length = _forwarded("max_key_length")
+    max_component_length = _forwarded("max_component_length")
+
+    def __init__(self, store: KeyValueStore) -> None:
+        self._dstore = store
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the decorator lacks. Dunders are never forwarded, and
+        # before __init__ ran (copy, pickle) there is no wrapped store to ask.
+        store = self.__dict__.get("_dstore")
+        if store is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(store, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._dstore!r})"
+
+    def _check_valid_key(self, key: object) -> None:
+        # The keys are the wrapped store's keys, so its rule and limits decide.
+        self._dstore._check_valid_key(key)
+
+    # ------------------------------------------------------------------ TTL-aware writes
+
+    def put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+        """Store *data* under *key*; *ttl_secs* is passed on to a store with ``ttl_support``."""
+        self._check_valid_key(key)
+        return self._put(key, self._check_valid_value(data), ttl_secs)
+
+    def put_file(self, key: str, file: FileOrFilename, ttl_secs: TTL = None) -> str:
+        """Store the contents of *file* under *key*; *ttl_secs* as for :meth:`put`."""
+        self._check_valid_key(key)
+        if isinstance(file, (str, os.PathLike)):
+            return self._put_filename(key, os.fspath(file), ttl_secs)
+        return self._put_file(key, file, ttl_secs)
+
+    def _ttl_arguments(self, ttl_secs: TTL) -> dict[str, TTL]:
+        """The keyword arguments that pass *ttl_secs* on, none when it was not given."""
+        if ttl_secs is None:
+            return {}
+        if not self._dstore.ttl_support:
+            raise TypeError(f"{type(self._dstore).__name__} does not support ttl_secs")
+        return {"ttl_secs": ttl_secs}
+
+    def close(self) -> None:
+        """Close the wrapped store."""
+        self._dstore.close()
+
+    # ------------------------------------------------------------------ hooks
+
+    def _delete(self, key: str) -> None:
+        self._dstore.delete(key)
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        return self._dstore.iter_keys(prefix)
+
+    def _has_key(self, key: str) -> bool:
+        return key in self._dstore
+
+    def _get(self, key: str) -> bytes:
+        return self._dstore.get(key)
+
+    def _open(self, key: str) -> IO[bytes]:
+        return self._dstore.open(key)
+
+    def _get_file(self, key: str, file: IO[bytes]) -> None:
+        self._dstore.get_file(key, file)
+
+    def _get_filename(self, key: str, filename: str) -> None:
+        self._dstore.get_file(key, filename)
+
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+        return self._dstore.put(key, data, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
+
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
+        return self._dstore.put_file(key, file, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
+
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
+        return self._dstore.put_file(key, filename, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
+
+    def _stat(self, key: str) -> KeyInfo:
+        return self._dstore.stat(key)
+
+    def _get_range(self, key: str, start: int, length: int) -> bytes:
+        return self._dstore.get_range(key, start, length)
+
+    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
+        return self._dstore.iter_level(prefix, delimiter)
+
+    def _copy(self, source: str, dest: str) -> str:
+        return self._dstore.copy(source, dest)
+
+    def _move(self, source: str, dest: str) -> str:
+        return self._dstore.move(source, dest)
+
+    def _put_directory(self, key: str) -> None:
+        self._dstore.put_directory(key)
+
+    def _delete_directory(self, key: str) -> None:
+        self._dstore.delete_directory(key)
+
+    def _has_directory(self, key: str) -> bool:
+        return self._dstore.has_directory(key)
+
+
+class KeyTransformingDecorator(StoreDecorator):
+    """A decorator that stores each key under another name in the wrapped store.
+
+    Subclasses define the mapping: :meth:`_map_key` (outer key to inner key),
+    :meth:`_unmap_key` (back), :meth:`_map_key_prefix` (a listing prefix) and
+    :meth:`_map_delimiter` (a listing delimiter). Every key-taking call, listings,
+    :meth:`stat` and :meth:`iter_level` entries, and the keys ``put``/``copy``/``move``
+    return are mapped; ``url_for`` is there exactly when the wrapped store has it.
+    """
+
+    def _map_key(self, key: str) -> str:
+        return key
+
+    def _map_key_prefix(self, prefix: str) -> str:
+        return prefix
+
+    def _map_delimiter(self, delimiter: str) -> str:
+        return delimiter
+
+    def _unmap_key(self, key: str) -> str:
+        return key
+
+    def _filter(self, key: str) -> bool:
+        """Whether an inner key belongs to this view (simplekv's hook)."""
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "url_for":
+            # Present only when the wrapped store gives URLs, so hasattr() tells the truth.
+            inner_url_for: Callable[[str], str] = super().__getattr__(name)
+
+            def url_for(key: str) -> str:
+                self._check_valid_key(key)
+                return inner_url_for(self._map_key(key))
+
+            return url_for
+        return super().__getattr__(name)
+
+    # Outer keys follow the key rule, checked against this decorator's own limits.
+    _check_valid_key = KeyValueStore._check_valid_key
+
+    def _unmap_info(self, info: KeyInfo) -> KeyInfo:
+        return dataclasses.replace(info, key=self._unmap_key(info.key))
+
+    def _delete(self, key: str) -> None:
+        self._dstore.delete(self._map_key(key))
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        for name in self._dstore.iter_keys(self._map_key_prefix(prefix)):
+            if self._filter(name):
+                yield self._unmap_key(name)
+
+    def _has_key(self, key: str) -> bool:
+        return self._map_key(key) in self._dstore
+
+    def _get(self, key: str) -> bytes:
+        return self._dstore.get(self._map_key(key))
+
+    def _open(self, key: str) -> IO[bytes]:
+        return self._dstore.open(self._map_key(key))
+
+    def _get_file(self, key: str, file: IO[bytes]) -> None:
+        self._dstore.get_file(self._map_key(key), file)
+
+    def _get_filename(self, key: str, filename: str) -> None:
+        self._dstore.get_file(self._map_key(key), filename)
+
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+        return self._unmap_key(super()._put(self._map_key(key), data, ttl_secs))
+
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
+        return self._unmap_key(super()._put_file(self._map_key(key), file, ttl_secs))
+
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
+        return self._unmap_key(super()._put_filename(self._map_key(key), filename, ttl_secs))
+
+    def _stat(self, key: str) -> KeyInfo:
+        return dataclasses.replace(self._dstore.stat(self._map_key(key)), key=key)
+
+    def _get_range(self, key: str, start: int, length: int) -> bytes:
+        return self._dstore.get_range(self._map_key(key), start, length)
+
+    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
+        inner = self._dstore.iter_level(
+            self._map_key_prefix(prefix), self._map_delimiter(delimiter)
+        )
+        for entry in inner:
+            if self._filter(entry.key):
+                yield self._unmap_info(entry)
+
+    def _copy(self, source: str, dest: str) -> str:
+        return self._unmap_key(self._dstore.copy(self._map_key(source), self._map_key(dest)))
+
+    def _move(self, source: str, dest: str) -> str:
+        return self._unmap_key(self._dstore.move(self._map_key(source), self._map_key(dest)))
+
+    def _put_directory(self, key: str) -> None:
+        self._dstore.put_directory(self._map_key(key))
+
+    def _delete_directory(self, key: str) -> None:
+        self._dstore.delete_directory(self._map_key(key))
+
+    def _has_directory(self, key: str) -> bool:
+        return self._dstore.has_directory(self._map_key(key))
+
+
+class PrefixDecorator(KeyTransformingDecorator):
+    """The keys of *store* that start with *prefix*, without the prefix (simplekv's order).
+
+    ``PrefixDecorator("photos/", store)`` stores ``a.jpg`` as ``photos/a.jpg``; keys,
+    listings, :meth:`stat` and :meth:`iter_level` entries come back without the prefix,
+    and keys outside it are invisible. A prefix ending in ``/`` makes the view a
+    sub-directory of *store* (the usual choice); without it, ``PrefixDecorator("a", s)``
+    also sees ``ab`` (as ``b``), as in simplekv.
+
+    Keys are validated before the prefix is added, so ``"../x"`` can never reach outside
+    the prefix. ``max_key_length`` is the wrapped store's minus the prefix length.
+    :class:`~kvfs.errors.InvalidKeyError` is raised at construction for a *prefix* that
+    cannot begin a valid key (such as ``"/a"`` or ``"a//"``).
+    """
+
+    def __init__(self, prefix: str, store: KeyValueStore) -> None:
+        if type(prefix) is not str:
+            raise InvalidKeyError(f"a prefix must be a str, not {type(prefix).__name__}")
+        if prefix:
+            # A valid key appended to the prefix must give a valid key of the store.
+            check_key(prefix + "x", store.max_key_length, store.max_component_length)
+        super().__init__(store)
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.prefix!r}, {self._dstore!r})"
+
+    @property
+    def max_key_length(self) -> int:  # type: ignore[override]
+        """The wrapped store's limit minus the length of the prefix."""
+        return int(self._dstore.max_key_length) - len(self.prefix)
+
+    def _filter(self, key: str) -> bool:
+        return key.startswith(self.prefix)
+
+    def _map_key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _map_key_prefix(self, prefix: str) -> str:
+        return self.prefix + prefix
+
+    def _unmap_key(self, key: str) -> str:
+        return key[len(self.prefix) :]
+
+
+class URLEncodeKeysDecorator(KeyTransformingDecorator):
+    """Accepts any non-empty ``str`` as a key, percent-encoded for the wrapped store.
+
+    Keys are encoded as simplekv and minimalkv do (:func:`urllib.parse.quote_plus`), so
+    data they wrote reads back the same: ``"a b/ä"`` is stored as ``"a+b%2F%C3%A4"``.
+    The one addition is that the keys ``"."`` and ``".."`` are stored as ``"%2E"`` and
+    ``"%2E%2E"``, since no kvfs store accepts them.
+
+    ``/`` is encoded too, so the wrapped store holds one flat level of keys: any string is
+    a key (``"a/"``, ``"/a"``, ``"a//b"`` included), and no key can name a directory of the
+    wrapped store. :meth:`iter_level` still lists the *decoded* keys by *delimiter*: it
+    reads the wrapped store's (flat) listing of every key below the prefix, with sizes
+    where it has them, and groups them, so ``fast_level_listing`` is False (the listing
+    costs as much as :meth:`iter_keys`). Empty directories cannot be kept
+    (``supports_directories`` is False), and :meth:`has_directory` is True when a key
+    starts with ``key + "/"``.
+
+    Limits: an empty key, or one that is not a ``str``, raises
+    :class:`~kvfs.errors.InvalidKeyError`. Each byte of a key's UTF-8 encoding takes at
+    most three characters encoded, so ``max_key_length`` (counted in UTF-8 bytes) is a
+    third of the longest key, or key component, the wrapped store accepts.
+    """
+
+    fast_level_listing = False
+    supports_directories = False
+    allows_key_and_prefix = True
+    max_component_length = None
+
+    @property
+    def max_key_length(self) -> int:  # type: ignore[override]
+        """A third of the wrapped store's key (or key component) limit, in UTF-8 bytes."""
+        inner = self._dstore.max_component_length or self._dstore.max_key_length
+        return min(inner, self._dstore.max_key_length) // 3
+
+    def _check_valid_key(self, key: object) -> None:
+        if not isinstance(key, str):
+            raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}: {key!r}")
+        if not key:
+            raise InvalidKeyError("a key must not be empty")
+        limit = self.max_key_length
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise InvalidKeyError(
+                f"key is {size} bytes long (UTF-8), the limit of this store is {limit} bytes"
+            )
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Iterate over the keys starting with *prefix*; keys ending in ``/`` included."""
+        check_prefix(prefix)
+        return self._iter_keys(prefix)
+
+    def _map_key(self, key: str) -> str:
+        encoded = quote_plus(key, safe="", errors="surrogatepass")
+        if encoded in (".", ".."):
+            encoded = encoded.replace(".", "%2E")
+        return encoded
+
+    def _map_key_prefix(self, prefix: str) -> str:
+        # Encoding is character by character, so encoded prefixes select the same keys.
+        return quote_plus(prefix, safe="", errors="surrogatepass")
+
+    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
+        # The wrapped store is flat, so its one-level listing ('/', native everywhere, with
+        # sizes where it has them) is every key below the prefix; group them here.
+        seen: set[str] = set()
+        for entry in self._dstore.iter_level(self._map_key_prefix(prefix), SEPARATOR):
+            key = self._unmap_key(entry.key)
+            if entry.is_prefix or not key.startswith(prefix):
+                continue  # a directory of the wrapped store: not written through this view
+            cut = key.find(delimiter, len(prefix))
+            if cut == -1:
+                yield dataclasses.replace(entry, key=key)
+                continue
+            below = key[: cut + len(delimiter)]
+            if below not in seen:
+                seen.add(below)
+                yield KeyInfo(below, is_prefix=True)
+
+    def _unmap_key(self, key: str) -> str:
+        return unquote_plus(key, errors="surrogatepass")
+
+    def _has_directory(self, key: str) -> bool:
+        # The wrapped store is flat: a directory is any key below ``key/``.
+        return KeyValueStore._has_directory(self, key)
+
+
+class ReadOnlyDecorator(StoreDecorator):
+    """A read-only view of *store*: reads pass through, every write raises.
+
+    ``put``, ``put_file``, ``delete``, ``copy``, ``move``, ``put_directory`` and
+    ``delete_directory`` raise :class:`~kvfs.errors.ReadOnlyError` (an ``OSError`` with
+    ``errno.EROFS``) before looking at their arguments, and ``supports_writes`` is False.
+    Reads (``get``, ``open``, ``get_file``, ``in``, listings, ``stat``, ``get_range``,
+    ``has_directory``) and ``url_for`` pass through with the wrapped store's fast paths.
+
+    Other attributes of the wrapped store are *not* forwarded (``AttributeError``), as in
+    simplekv, since a backend's own methods may write. simplekv raised ``AttributeError``
+    for the write methods too; kvfs raises ``ReadOnlyError`` so that the mount can answer
+    ``EROFS`` and callers can catch one ``OSError``.
+    """
+
+    supports_writes = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "url_for":
+            return super().__getattr__(name)
+        raise AttributeError(
+            f"{type(self).__name__} does not forward {name!r} (it might write to the store)"
+        )
+
+    def _refuse(self, operation: str) -> NoReturn:
+        raise ReadOnlyError(f"cannot {operation}: {type(self._dstore).__name__} is read-only here")
+
+    def put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("put")
+
+    def put_file(self, key: str, file: FileOrFilename, ttl_secs: TTL = None) -> str:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("put_file")
+
+    def delete(self, key: str) -> None:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("delete")
+
+    def copy(self, source: str, dest: str) -> str:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("copy")
+
+    def move(self, source: str, dest: str) -> str:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("move")
+
+    def put_directory(self, key: str) -> None:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("put_directory")
+
+    def delete_directory(self, key: str) -> None:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("delete_directory")
+
+    # The hooks refuse too, for code that calls them directly.
+    def _delete(self, key: str) -> None:
+        self._refuse("delete")
+
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+        self._refuse("put")
+
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
+        self._refuse("put_file")
+
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
+        self._refuse("put_file")
+
+    def _copy(self, source: str, dest: str) -> str:
+        self._refuse("copy")
+
+    def _move(self, source: str, dest: str) -> str:
+        self._refuse("move")
+
+    def _put_directory(self, key: str) -> None:
+        self._refuse("put_directory")
+
+    def _delete_directory(self, key: str) -> None:
+        self._refuse("delete_directory")
+
+
+__all__ = [
+    "StoreDecorator",
+    "KeyTransformingDecorator",
+    "PrefixDecorator",
+    "URLEncodeKeysDecorator",
+    "ReadOnlyDecorator",
+]
