@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from typing import IO, ClassVar, Union
 
@@ -81,6 +82,10 @@ class TimeToLiveMixin:
         if isinstance(file, (str, os.PathLike)):
             return self._put_filename(key, os.fspath(file), ttl)  # type: ignore[attr-defined]
         return self._put_file(key, file, ttl)  # type: ignore[attr-defined]
+
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = NOT_SET) -> str:
+        # The default of KeyValueStore._put, with the ttl passed on to _put_file.
+        return self._put_file(key, io.BytesIO(data), ttl_secs)
 
     def _put_filename(self, key: str, filename: str, ttl_secs: TTL = NOT_SET) -> str:
         with open(filename, "rb") as file:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, BinaryIO, ClassVar, Union
 
@@ -257,6 +257,11 @@ class KeyValueStore:
         """
         self._check_valid_key(source)
         self._check_valid_key(dest)
+        if source == dest:
+            # Nothing to do, and several servers refuse to copy an object onto itself.
+            if not self._has_key(source):
+                raise KeyNotFoundError(source)
+            return dest
         return self._copy(source, dest)
 
     def move(self, source: str, dest: str) -> str:
@@ -267,6 +272,11 @@ class KeyValueStore:
         """
         self._check_valid_key(source)
         self._check_valid_key(dest)
+        if source == dest:
+            # A copy then a delete of the source would delete the value itself.
+            if not self._has_key(source):
+                raise KeyNotFoundError(source)
+            return dest
         return self._move(source, dest)
 
     def put_directory(self, key: str) -> None:
@@ -358,18 +368,7 @@ class KeyValueStore:
             return file.read(length)
 
     def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
-        seen: set[str] = set()
-        for name in self._iter_keys(prefix):
-            rest = name[len(prefix):]
-            cut = rest.find(delimiter)
-            if cut == -1:
-                if rest:
-                    yield KeyInfo(name)
-                continue
-            sub = prefix + rest[: cut + len(delimiter)]
-            if sub not in seen and len(sub) > len(prefix):
-                seen.add(sub)
-                yield KeyInfo(sub, is_prefix=True)
+        return group_level(prefix, delimiter, (KeyInfo(name) for name in self._iter_keys(prefix)))
 
     def _copy(self, source: str, dest: str) -> str:
         with self._open(source) as file:
@@ -395,6 +394,27 @@ class KeyValueStore:
         for _ in self._iter_keys(key + SEPARATOR):
             return True
         return False
+
+
+def group_level(prefix: str, delimiter: str, entries: Iterable[KeyInfo]) -> Iterator[KeyInfo]:
+    """Turn a flat listing below *prefix* into one level, as :meth:`~KeyValueStore.iter_level`.
+
+    *entries* are stored names (markers included) starting with *prefix*, with whatever
+    sizes the backend's flat listing has; entries directly below *prefix* pass through,
+    deeper ones collapse into one ``is_prefix`` entry per distinct sub-prefix.
+    """
+    seen: set[str] = set()
+    for entry in entries:
+        rest = entry.key[len(prefix):]
+        cut = rest.find(delimiter)
+        if cut == -1:
+            if rest:
+                yield entry
+            continue
+        sub = prefix + rest[: cut + len(delimiter)]
+        if sub not in seen and len(sub) > len(prefix):
+            seen.add(sub)
+            yield KeyInfo(sub, is_prefix=True)
 
 
 def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
@@ -424,4 +444,11 @@ def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
         raise
 
 
-__all__ = ["KeyValueStore", "KeyInfo", "FileOrFilename", "CHUNK_SIZE", "DIRECTORY_MARKER_SUFFIX"]
+__all__ = [
+    "KeyValueStore",
+    "KeyInfo",
+    "FileOrFilename",
+    "CHUNK_SIZE",
+    "DIRECTORY_MARKER_SUFFIX",
+    "group_level",
+]
