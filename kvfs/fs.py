@@ -1,0 +1,646 @@
+"""Stores on the local filesystem: :class:`FilesystemStore` and :class:`WebFilesystemStore`.
+
+Every value is one regular file below the store's root; the components of a key are
+directories (``a/b/c`` is the file ``ROOT/a/b/c``). Writes go to a temporary file in
+the target directory and are renamed into place, so a reader sees the old value or the
+new one, never a part. No symbolic link inside the root is ever followed: intermediate
+directories are opened one by one with ``O_NOFOLLOW``, and a symlink where a key would
+be is not a key. POSIX only.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import secrets
+import stat
+import urllib.parse
+from collections.abc import Callable, Generator, Iterator
+from typing import IO
+
+from .errors import BackendError, KeyNotFoundError, KvfsError, NotADirectoryKeyError
+from .keys import SEPARATOR, is_valid_key
+from .mixins import CopyMixin, UrlMixin
+from .store import CHUNK_SIZE, KeyInfo, KeyValueStore
+
+# O_NONBLOCK: opening a FIFO that sits where a key would be must not hang; it has no
+# effect on regular files (open(2)), and anything but a regular file is refused anyway.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# The root itself may be a link: the user chose it.
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: errno values meaning "there is no key (or directory) here": missing, a file where a
+#: directory should be, or a symbolic link refused by O_NOFOLLOW.
+_NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+#: errno values of copy_file_range that mean "not between these files": use read/write.
+_NO_COPY_FILE_RANGE = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
+)
+
+# Temporary names contain ':', which no key may contain: they never collide with a key
+# and listings skip them. A per-process token (new after fork) and a counter make them
+# unique across processes and threads without a random number per write.
+_temporary_counter = itertools.count()
+_temporary_token = ""
+
+
+def _new_temporary_token() -> None:
+    global _temporary_token
+    _temporary_token = f".kvfs:{os.getpid():x}{secrets.token_hex(4)}:"
+
+
+_new_temporary_token()
+os.register_at_fork(after_in_child=_new_temporary_token)
+
+
+def _temporary_name() -> str:
+    return f"{_temporary_token}{next(_temporary_counter)}"
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    try:
+        written = os.write(fd, data)
+        if written < len(data):  # rare: a signal or a nearly full disk
+            view = memoryview(data)
+            while written < len(view):
+                written += os.write(fd, view[written:])
+    except OSError as error:
+        raise _backend_error(error) from error
+
+
+def _copy_descriptor(source: int, target: int, bufsize: int) -> None:
+    """Copy *source* from its offset to its end into *target*, in the kernel if it can."""
+    try:
+        while os.copy_file_range(source, target, 1 << 30):
+            pass
+        return
+    except OSError as error:
+        if error.errno not in _NO_COPY_FILE_RANGE:
+            raise _backend_error(error) from error
+    # Offsets advanced by a partial copy_file_range are kept, so this resumes correctly.
+    try:
+        while chunk := os.read(source, bufsize):
+            _write_all(target, chunk)
+    except OSError as error:
+        raise _backend_error(error) from error
+
+
+def _backend_error(error: OSError) -> OSError:
+    """*error* as a :class:`~kvfs.errors.BackendError`, keeping errno and message."""
+    if isinstance(error, KvfsError):
+        return error
+    if error.errno is None:
+        return BackendError(*error.args)
+    if error.filename is None:
+        return BackendError(error.errno, error.strerror)
+    return BackendError(error.errno, error.strerror, error.filename)
+
+
+def _remove_quietly(name: str, dir_fd: int | None) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
+    """Stores every value as a file below the directory *root*.
+
+    *root* is created (with its parents) on the first write. New files get the mode
+    *perm* when it is given, else ``0o666`` minus the umask, as with simplekv; new
+    directories get *perm* plus the search bit wherever it grants read (``0o640`` gives
+    ``0o750``), else ``0o777`` minus the umask. *bufsize* is the chunk size for
+    streaming a file object in. With *fsync* every write is flushed to disk (the file
+    before its rename, the directory after), so a value survives a power failure.
+
+    Raises, beyond the contract of :class:`~kvfs.store.KeyValueStore`:
+
+    * :class:`~kvfs.errors.NotADirectoryKeyError` (an ``OSError``) when a key and a
+      directory would need the same name: storing ``a/b`` while ``a`` is a key, or ``a``
+      while keys exist below ``a/`` (a file cannot also be a directory). The same error
+      is raised where a symbolic link sits in the way of a write;
+    * :class:`~kvfs.errors.BackendError` (an ``OSError``, with the original ``errno``)
+      when the filesystem fails: permissions, a full disk, a root that is not a directory.
+
+    Symbolic links, FIFOs, devices and names that are not valid key components (such as
+    the ``:``-containing temporary files of unfinished writes) are not keys: reading
+    them raises ``KeyError`` and listings skip them. Deleting a key leaves its (perhaps
+    now empty) parent directories, which then list as empty directories.
+    """
+
+    max_component_length = 255  # NAME_MAX of Linux filesystems
+    fast_stat = True
+    fast_ranges = True
+    fast_level_listing = True
+    listing_has_sizes = True
+    supports_directories = True
+    allows_key_and_prefix = False
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        perm: int | None = None,
+        *,
+        bufsize: int = CHUNK_SIZE,
+        fsync: bool = False,
+    ) -> None:
+        #: The root directory as given.
+        self.root = os.fspath(root)
+        #: The mode of new files, or None for ``0o666`` minus the umask.
+        self.perm = perm
+        #: The chunk size for streaming a file object into the store.
+        self.bufsize = bufsize
+        #: Whether writes are flushed to disk before they return.
+        self.fsync = fsync
+        # Absolute now, so a later chdir cannot move the store.
+        self._root = os.path.abspath(self.root)
+        self._root_slash = os.path.join(self._root, "")
+        self._directory_mode = 0o777 if perm is None else perm | ((perm & 0o444) >> 2)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    def _open_directory(self, path: str, create: bool = False) -> int:
+        """Open the directory *path* (``""`` is the root, else ``a/b``) without symlinks.
+
+        Each component is opened relative to its parent with ``O_NOFOLLOW``, so no
+        symbolic link inside the root is followed even if one appears meanwhile. With
+        *create*, missing directories (the root too) are made. Raises ``OSError``:
+        ``ENOENT``, ``ENOTDIR`` or ``ELOOP`` where a component is missing, a file or a
+        symbolic link.
+        """
+        try:
+            fd = os.open(self._root, _ROOT_FLAGS)
+        except FileNotFoundError:
+            if not create:
+                raise
+            self._make_root()
+            fd = os.open(self._root, _ROOT_FLAGS)
+        if not path:
+            return fd
+        try:
+            for name in path.split(SEPARATOR):
+                child = self._open_child_directory(fd, name, create)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_child_directory(self, parent: int, name: str, create: bool) -> int:
+        try:
+            return os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+        try:
+            os.mkdir(name, self._directory_mode, dir_fd=parent)
+            made = True
+        except FileExistsError:  # made by another writer meanwhile (or not a directory)
+            made = False
+        child = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
+        if made and self.perm is not None:
+            os.fchmod(child, self._directory_mode)  # exact, whatever the umask
+        return child
+
+    def _make_root(self) -> None:
+        os.makedirs(self._root, self._directory_mode, exist_ok=True)
+        if self.perm is not None:
+            os.chmod(self._root, self._directory_mode)
+
+    def _locate(self, key: str, create: bool = False) -> tuple[int | None, str]:
+        """Return ``(dir_fd, name)`` for *key*, for the ``*at`` system calls.
+
+        A key without ``/`` needs no directory walk: its absolute path with
+        ``dir_fd=None``, since the root itself may be a link the user chose. Otherwise
+        the opened parent directory (the caller closes it) and the last component.
+        """
+        cut = key.rfind(SEPARATOR)
+        if cut == -1:
+            return None, self._root_slash + key
+        return self._open_directory(key[:cut], create), key[cut + 1 :]
+
+    def _conflict(self, key: str, error: OSError, directory: bool = False) -> OSError:
+        """The error for a write of *key* (a *directory*) that met *error*.
+
+        A name conflict becomes a :class:`~kvfs.errors.NotADirectoryKeyError` naming the
+        component in the way; anything else a :class:`~kvfs.errors.BackendError`.
+        """
+        if error.errno not in (errno.ENOTDIR, errno.ELOOP, errno.EISDIR):
+            return _backend_error(error)
+        if not os.path.isdir(self._root):
+            return BackendError(errno.ENOTDIR, f"the store's root {self._root!r} is not a directory")
+        what = f"cannot make the directory {key!r}" if directory else f"cannot store {key!r}"
+        path = self._root
+        components = key.split(SEPARATOR)
+        for depth, name in enumerate(components, 1):
+            path = os.path.join(path, name)
+            last = depth == len(components)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                break
+            if stat.S_ISLNK(mode):
+                why = "is a symbolic link, which a FilesystemStore never follows"
+            elif stat.S_ISREG(mode) and (directory or not last):
+                why = "is a key, so it cannot also be a directory"
+            elif stat.S_ISDIR(mode) and last and not directory:
+                why = "is a directory, so it cannot also be a key"
+            elif not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+                why = "is neither a file nor a directory"
+            else:
+                continue
+            culprit = SEPARATOR.join(components[:depth])
+            return NotADirectoryKeyError(error.errno, f"{what}: {culprit!r} {why}")
+        return NotADirectoryKeyError(error.errno, f"{what}: a key and a directory cannot share a name")
+
+    # ------------------------------------------------------------------ reading
+
+    def _open_value(self, key: str) -> tuple[int, os.stat_result]:
+        """Open *key*'s file and return it with its stat; ``KeyError`` unless a regular file."""
+        dir_fd = None
+        try:
+            dir_fd, name = self._locate(key)
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                raise KeyNotFoundError(key) from None
+            raise _backend_error(error) from error
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+        try:
+            info = os.fstat(fd)
+        except OSError as error:
+            os.close(fd)
+            raise _backend_error(error) from error
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise KeyNotFoundError(key)
+        return fd, info
+
+    def _lstat(self, key: str) -> os.stat_result | None:
+        """The stat of *key*'s name (links not followed), or None where nothing is."""
+        dir_fd = None
+        try:
+            dir_fd, name = self._locate(key)
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None
+            raise _backend_error(error) from error
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def _get(self, key: str) -> bytes:
+        fd, info = self._open_value(key)
+        try:
+            size = info.st_size
+            data = os.read(fd, size) if size else b""
+            # Our writes replace files whole, so the opened file keeps its size; loop
+            # only for a short read (a file another program truncated meanwhile).
+            while len(data) < size:
+                chunk = os.read(fd, size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        except OSError as error:
+            raise _backend_error(error) from error
+        finally:
+            os.close(fd)
+
+    def _open(self, key: str) -> IO[bytes]:
+        fd, _ = self._open_value(key)
+        try:
+            return open(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _has_key(self, key: str) -> bool:
+        info = self._lstat(key)
+        return info is not None and stat.S_ISREG(info.st_mode)
+
+    def _stat(self, key: str) -> KeyInfo:
+        info = self._lstat(key)
+        if info is None or not stat.S_ISREG(info.st_mode):
+            raise KeyNotFoundError(key)
+        return KeyInfo(key, info.st_size, info.st_mtime)
+
+    def _get_range(self, key: str, start: int, length: int) -> bytes:
+        fd, info = self._open_value(key)
+        # No buffer larger than what is there: a huge length must not allocate it.
+        length = min(length, max(info.st_size - start, 0))
+        try:
+            data = os.pread(fd, length, start) if length else b""
+            while 0 < len(data) < length:
+                chunk = os.pread(fd, length - len(data), start + len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        except OSError as error:
+            raise _backend_error(error) from error
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ writing
+
+    def _store(self, key: str, fill: Callable[[int], object]) -> str:
+        """Write *key* atomically: *fill* writes the value into a new temporary file.
+
+        The temporary file is made in the key's directory and renamed over the key, so
+        readers never see a partial value. On any failure the temporary file is
+        removed and the old value (if any) is left as it was. Errors of the caller's
+        file (raised by *fill*) pass unchanged; the filesystem's become a
+        :class:`~kvfs.errors.BackendError` or a :class:`~kvfs.errors.NotADirectoryKeyError`.
+        """
+        dir_fd = temporary = None
+        filling = False
+        try:
+            dir_fd, name = self._locate(key, create=True)
+            fd, temporary = self._create_temporary(dir_fd)
+            try:
+                filling = True
+                fill(fd)
+                filling = False
+                if self.perm is not None:
+                    os.fchmod(fd, self.perm)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            temporary = None
+            if self.fsync:
+                self._fsync_directory(dir_fd)
+            return key
+        except OSError as error:
+            if filling:
+                raise
+            raise self._conflict(key, error) from error
+        finally:
+            if temporary is not None:
+                _remove_quietly(temporary, dir_fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def _create_temporary(self, dir_fd: int | None) -> tuple[int, str]:
+        """Create a new temporary file in *dir_fd* (None: the root); return it and its name."""
+        temporary = _temporary_name()
+        if dir_fd is None:
+            temporary = self._root_slash + temporary
+        try:
+            return os.open(temporary, _CREATE_FLAGS, 0o666, dir_fd=dir_fd), temporary
+        except FileNotFoundError:
+            if dir_fd is not None:
+                raise
+        self._make_root()  # only a key without '/' gets here with no root yet
+        return os.open(temporary, _CREATE_FLAGS, 0o666), temporary
+
+    def _fsync_directory(self, dir_fd: int | None) -> None:
+        if dir_fd is not None:
+            os.fsync(dir_fd)
+            return
+        fd = os.open(self._root, _ROOT_FLAGS)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _put(self, key: str, data: bytes) -> str:
+        return self._store(key, lambda fd: _write_all(fd, data))
+
+    def _put_file(self, key: str, file: IO[bytes]) -> str:
+        read, bufsize = file.read, self.bufsize
+
+        def fill(fd: int) -> None:
+            # Only an empty read is the end: pipes and sockets return short reads.
+            while chunk := read(bufsize):
+                _write_all(fd, chunk)
+
+        return self._store(key, fill)
+
+    def _put_filename(self, key: str, filename: str) -> str:
+        # Copied, not moved as simplekv did: put_file never changes its source, on any
+        # store. copy_file_range lets the kernel copy (or share blocks, on btrfs/XFS).
+        source = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return self._store(key, lambda fd: _copy_descriptor(source, fd, self.bufsize))
+        finally:
+            os.close(source)
+
+    def _copy(self, source: str, dest: str) -> str:
+        fd, _ = self._open_value(source)
+        try:
+            return self._store(dest, lambda target: _copy_descriptor(fd, target, self.bufsize))
+        finally:
+            os.close(fd)
+
+    def _move(self, source: str, dest: str) -> str:
+        info = self._lstat(source)
+        if info is None or not stat.S_ISREG(info.st_mode):
+            raise KeyNotFoundError(source)  # never move a directory or a link
+        source_fd = dest_fd = None
+        try:
+            source_fd, source_name = self._locate(source)
+            dest_fd, dest_name = self._locate(dest, create=True)
+            os.replace(source_name, dest_name, src_dir_fd=source_fd, dst_dir_fd=dest_fd)
+            if self.fsync:
+                self._fsync_directory(dest_fd)
+                if SEPARATOR in source:
+                    self._fsync_directory(source_fd)
+            return dest
+        except FileNotFoundError:
+            raise KeyNotFoundError(source) from None  # deleted meanwhile
+        except OSError as error:
+            raise self._conflict(dest, error) from error
+        finally:
+            for fd in (source_fd, dest_fd):
+                if fd is not None:
+                    os.close(fd)
+
+    def _delete(self, key: str) -> None:
+        dir_fd = None
+        try:
+            dir_fd, name = self._locate(key)
+            # Only a regular file is a key: a link or a directory here is left alone.
+            if stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno not in _NOT_THERE:
+                raise _backend_error(error) from error
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    # ------------------------------------------------------------------ directories
+
+    def _put_directory(self, key: str) -> None:
+        try:
+            os.close(self._open_directory(key, create=True))
+        except OSError as error:
+            raise self._conflict(key, error, directory=True) from error
+
+    def _delete_directory(self, key: str) -> None:
+        # rmdir only: a directory that still holds something is left as it is, like
+        # the marker-less directory of any store with keys below it.
+        dir_fd = None
+        try:
+            dir_fd, name = self._locate(key)
+            os.rmdir(name, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno not in _NOT_THERE | {errno.ENOTEMPTY, errno.EEXIST}:
+                raise _backend_error(error) from error
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def _has_directory(self, key: str) -> bool:
+        info = self._lstat(key)
+        return info is not None and stat.S_ISDIR(info.st_mode)
+
+    # ------------------------------------------------------------------ listing
+
+    def _open_listing(self, directory: str) -> int | None:
+        """Open *directory* (``""`` or ``a/b/``) for listing; None if there is none."""
+        if directory and not is_valid_key(directory[:-1]):
+            return None  # '..', '//' and the like: no key can start with this prefix
+        try:
+            return self._open_directory(directory[:-1])
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None
+            raise _backend_error(error) from error
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        """Walk the tree below *prefix* with ``os.scandir``, yielding keys.
+
+        Empty directories are yielded as markers (``d/``). Links are never followed.
+        """
+        cut = prefix.rfind(SEPARATOR) + 1
+        directory, start = prefix[:cut], prefix[cut:]
+        fd = self._open_listing(directory)
+        if fd is None:
+            return
+        try:
+            found = yield from self._walk(fd, directory, start)
+        except OSError as error:
+            raise _backend_error(error) from error
+        finally:
+            os.close(fd)
+        if directory and not start and not found:
+            yield directory
+
+    def _walk(self, fd: int, directory: str, start: str) -> Generator[str, None, bool]:
+        """Yield the keys below the open directory *fd*; return whether it held any entry."""
+        files: list[str] = []
+        directories: list[str] = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = entry.name
+                if not name.startswith(start) or not is_valid_key(name):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    files.append(name)
+                elif entry.is_dir(follow_symlinks=False):
+                    directories.append(name)
+        limit = self.max_key_length
+        found = False
+        for name in files:
+            if len(directory) + len(name) <= limit:
+                found = True
+                yield directory + name
+        for name in directories:
+            below = directory + name + SEPARATOR
+            if len(below) >= limit:
+                continue
+            try:
+                child = os.open(name, _DIRECTORY_FLAGS, dir_fd=fd)
+            except OSError as error:
+                if error.errno in _NOT_THERE:
+                    continue  # removed, or replaced by a link, meanwhile
+                raise
+            try:
+                if not (yield from self._walk(child, below, "")):
+                    yield below  # an empty directory: its marker
+            finally:
+                os.close(child)
+            found = True
+        return found
+
+    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
+        """One ``os.scandir`` of the directory *prefix* names; sizes from its entries."""
+        if delimiter != SEPARATOR:
+            yield from super()._iter_level(prefix, delimiter)
+            return
+        cut = prefix.rfind(SEPARATOR) + 1
+        directory, start = prefix[:cut], prefix[cut:]
+        fd = self._open_listing(directory)
+        if fd is None:
+            return
+        limit = self.max_key_length
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.startswith(start) or not is_valid_key(name):
+                        continue
+                    key = directory + name
+                    if entry.is_file(follow_symlinks=False):
+                        if len(key) > limit:
+                            continue
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue  # deleted since the directory was read
+                        yield KeyInfo(key, info.st_size, info.st_mtime)
+                    elif entry.is_dir(follow_symlinks=False) and len(key) < limit:
+                        yield KeyInfo(key + SEPARATOR, is_prefix=True)
+        except OSError as error:
+            raise _backend_error(error) from error
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ URLs
+
+    def _url_for(self, key: str) -> str:
+        """A ``file://`` URL of the key's file (as in simplekv)."""
+        return "file://" + urllib.parse.quote(self._root_slash + key)
+
+
+class WebFilesystemStore(FilesystemStore):
+    """A :class:`FilesystemStore` whose root a web server publishes under *url_prefix*.
+
+    ``url_for(key)`` is *url_prefix* followed by the key, percent-quoted with ``/``
+    kept (so ``a/b`` maps to the file ``a/b`` below the published root). The prefix is
+    prepended as it is, so it usually ends with ``/``. *url_prefix* may also be a
+    callable ``url_prefix(store, key)`` returning the prefix, as in simplekv. Other
+    arguments are those of :class:`FilesystemStore`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        url_prefix: str | Callable[[WebFilesystemStore, str], str],
+        **kwargs: object,
+    ) -> None:
+        super().__init__(root, **kwargs)  # type: ignore[arg-type]
+        #: The URL under which the root is served, or a callable giving it.
+        self.url_prefix = url_prefix
+
+    def _url_for(self, key: str) -> str:
+        prefix = self.url_prefix(self, key) if callable(self.url_prefix) else self.url_prefix
+        return prefix + urllib.parse.quote(key)
+
+
+__all__ = ["FilesystemStore", "WebFilesystemStore"]
