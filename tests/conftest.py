@@ -15,11 +15,12 @@ from kvfs.memory import DictStore
 
 
 @pytest.fixture
-def store_dir(tmp_path: pathlib.Path) -> pathlib.Path:
-    """An empty directory for a filesystem store's root, apart from other temporary files."""
-    root = tmp_path / "store"
-    root.mkdir()
-    return root
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """An empty directory for a filesystem store's root, outside the test's ``tmp_path``.
+
+    Kept apart so that tests which check ``tmp_path`` stays empty are not fooled by it.
+    """
+    return tmp_path_factory.mktemp("store")
 
 
 @pytest.fixture
