@@ -1,0 +1,5 @@
+"""``python -m kvfs.cli``: the same as the ``kvfs`` command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,29 @@
+"""Opening the stores named by URLs on the command line."""
+
+from __future__ import annotations
+
+from ..store import KeyValueStore
+from .errors import EXIT_USAGE, CliError, describe, display_url
+
+
+def open_url(url: str) -> KeyValueStore:
+    """Open the store at *url* with :func:`kvfs.open_store`.
+
+    Raises :class:`~kvfs.cli.errors.CliError`: exit code 2 for a URL that cannot be
+    parsed or names an unknown scheme, 4 when the backend's package is missing, 1 when
+    the store cannot be opened (a server that does not answer, wrong credentials).
+    """
+    if not url:
+        raise CliError("the store URL is empty", EXIT_USAGE)
+    try:
+        from .. import open_store
+
+        return open_store(url)
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        problem = describe(error, url)
+        if isinstance(error, ValueError) and not isinstance(error, KeyError):
+            problem.message = f"bad store URL {display_url(url)!r}: {error}"
+        raise problem from error
+
+
+__all__ = ["open_url"]

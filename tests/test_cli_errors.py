@@ -1,0 +1,90 @@
+"""Bad input of every kind: the documented exit code and one line on stderr, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from cli_support import invoke, run_kvfs, use_url_shim
+
+import kvfs
+from kvfs.cli.errors import (
+    EXIT_FAILED,
+    EXIT_MISSING_EXTRA,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    display_url,
+)
+from kvfs.errors import MissingExtraError
+from kvfs.fs import FilesystemStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = FilesystemStore(tmp_path / "store")
+    store.put("present", b"here")
+    store.put("dir/inside", b"x")
+    return store
+
+
+CASES = {
+    "missing key": (["cat", "{store}", "ghost/key"], EXIT_NOT_FOUND, "ghost/key"),
+    "missing key for stat": (["stat", "{store}", "ghost"], EXIT_NOT_FOUND, "ghost"),
+    "invalid key": (["cat", "{store}", "bad//key"], EXIT_USAGE, "bad//key"),
+    "key climbing out": (["get", "{store}", "../etc/passwd", "-"], EXIT_USAGE, "../etc/passwd"),
+    "unknown scheme": (["ls", "nope://where/x"], EXIT_USAGE, "nope://where/x"),
+    "unknown option": (["ls", "--bogus", "{store}"], EXIT_USAGE, "--bogus"),
+    "unknown verb": (["frobnicate"], EXIT_USAGE, "frobnicate"),
+    "missing argument": (["cat", "{store}"], EXIT_USAGE, "KEY"),
+    "missing local file": (["put", "{store}", "k", "{tmp}/no-such-file"], EXIT_USAGE, "no-such-file"),
+    "keys and prefix": (["cp", "{store}", "{tmp}/d", "present", "--prefix", "dir/"], EXIT_USAGE, "--prefix"),
+    "bad jobs": (["cp", "--jobs", "0", "{store}", "{tmp}/d"], EXIT_USAGE, "--jobs"),
+    "empty source": (["sync", "{tmp}/void", "{tmp}/d"], EXIT_NOT_FOUND, "void"),
+    "nothing under prefix": (["ls", "{store}", "nothing/"], EXIT_NOT_FOUND, "nothing/"),
+    "rm -r off a terminal": (["rm", "-r", "{store}", "dir"], EXIT_USAGE, "--yes"),
+    "unopenable database": (["ls", "sqlite:///{tmp}/no/such/dir/x.db"], EXIT_FAILED, "x.db"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_its_exit_code_and_one_line(case, store, tmp_path):
+    args, code, named = CASES[case]
+    args = [arg.format(store=store.root, tmp=tmp_path) for arg in args]
+    result = run_kvfs(args, input=b"")
+    stderr = result.stderr.decode()
+    assert result.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("kvfs")
+    assert named.format(tmp=tmp_path) in stderr
+
+
+def test_debug_shows_the_traceback(store):
+    result = run_kvfs(["--debug", "cat", store.root, "ghost"])
+    assert result.returncode == EXIT_NOT_FOUND
+    assert b"Traceback" in result.stderr and b"KeyNotFoundError" in result.stderr
+
+
+def test_a_missing_package_exits_4_naming_the_extra(monkeypatch):
+    def open_store(url, **options):
+        raise MissingExtraError("google-cloud-storage", "gcs")
+
+    monkeypatch.setitem(vars(kvfs), "open_store", open_store)
+    result = invoke(["ls", "gs://bucket/prefix"])
+    assert result.exit_code == EXIT_MISSING_EXTRA
+    assert "kvfs[gcs]" in result.stderr and "gs://bucket/prefix" in result.stderr
+
+
+def test_passwords_never_appear_in_messages(monkeypatch):
+    use_url_shim(monkeypatch)
+    result = invoke(["ls", "nope://alice:hunter2@host/db?secret_key=s3cr3t&region=eu"])
+    assert result.exit_code == EXIT_USAGE
+    assert "hunter2" not in result.stderr and "s3cr3t" not in result.stderr
+    assert "alice:***@host" in result.stderr and "region=eu" in result.stderr
+
+
+def test_display_url_hides_only_secrets():
+    assert display_url("/plain/path") == "/plain/path"
+    assert display_url("redis://h:6379/0") == "redis://h:6379/0"
+    assert display_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    assert display_url("s3://b/p?aws_secret_access_key=x&endpoint_url=http://h:1") == (
+        "s3://b/p?aws_secret_access_key=***&endpoint_url=http://h:1"
+    )
