@@ -1,0 +1,1 @@
+"""Database backends: SQL databases through SQLAlchemy 2 in :mod:`kvfs.db.sql`."""

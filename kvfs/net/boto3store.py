@@ -1,0 +1,363 @@
+"""A store in an S3 bucket (AWS or any S3-compatible server): :class:`Boto3Store`."""
+
+from __future__ import annotations
+
+import errno
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from .._extras import require
+from ..errors import BackendError, InvalidKeyError, KeyNotFoundError
+from ..keys import MAX_KEY_LENGTH
+from ..mixins import CopyMixin, UrlMixin
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore
+from . import UploadSource, open_streamed
+
+boto3 = require("boto3", "s3")
+from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
+from boto3.s3.transfer import TransferConfig  # noqa: E402
+from botocore import UNSIGNED  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+
+MiB = 1024 * 1024
+
+#: Values from this size on are uploaded in parts of :data:`PART_SIZE` (and copied in
+#: parts above 5 GiB, the limit of a single copy).
+MULTIPART_THRESHOLD = 8 * MiB
+PART_SIZE = 8 * MiB
+#: Parts in flight at once; with the part size this bounds the memory of a put.
+MAX_CONCURRENCY = 4
+#: Lifetime of a presigned URL when ``url_valid_time`` is 0, in seconds.
+DEFAULT_URL_VALID_TIME = 3600
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_ACCESS_DENIED = {
+    "403",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+}
+
+
+def make_client(
+    *,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    addressing_style: str | None = None,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    max_attempts: int = 3,
+    **credentials: Any,
+) -> Any:
+    """Create an S3 client whose calls fail in bounded time.
+
+    A dead server gives an error after *max_attempts* attempts (the first included) of
+    at most *connect_timeout* seconds each; a server that stops answering mid-request
+    after *read_timeout* seconds. *addressing_style* is ``"path"``, ``"virtual"`` or
+    ``"auto"`` (path style suits most self-hosted servers). *credentials* are
+    ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token`` or
+    ``profile_name``; without them boto3's usual chain applies (environment, config
+    files, instance roles).
+    """
+    config = Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        s3={"addressing_style": addressing_style} if addressing_style else None,
+    )
+    profile = credentials.pop("profile_name", None)
+    session = boto3.session.Session(profile_name=profile)
+    return session.client(
+        "s3", endpoint_url=endpoint_url, region_name=region_name, config=config, **credentials
+    )
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = details.get("Code", "error")
+        text = details.get("Message") or error.response.get("ResponseMetadata", {}).get(
+            "HTTPStatusCode", ""
+        )
+        return f"S3 {code}: {text}"
+    return f"S3: {error}"
+
+
+@contextmanager
+def _errors(key: str | None = None) -> Iterator[None]:
+    """Map client errors: a missing *key* to KeyNotFoundError, the rest to BackendError."""
+    try:
+        yield
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if key is not None and code in _NOT_FOUND:
+            raise KeyNotFoundError(key) from None
+        if code == "KeyTooLongError":
+            raise InvalidKeyError(f"the server refused the key as too long: {_message(error)}")
+        if code in _ACCESS_DENIED:
+            raise BackendError(errno.EACCES, _message(error)) from error
+        raise BackendError(_message(error)) from error
+    except (BotoCoreError, Boto3Error) as error:
+        cause = error.__cause__ or error.__context__
+        if isinstance(error, Boto3Error) and isinstance(cause, ClientError):
+            error = cause  # a failed managed transfer: report the server's answer
+        raise BackendError(_message(error)) from error
+
+
+class Boto3Store(UrlMixin, CopyMixin, KeyValueStore):
+    """Keeps each value in an object of an S3 bucket, named *prefix* + key.
+
+    *bucket* is a boto3 ``Bucket`` resource (as in simplekv) or a bucket name; with a
+    name, the store uses *client* if given, else makes one with :func:`make_client`
+    from the keyword arguments (``endpoint_url``, ``region_name``, ``addressing_style``,
+    credentials, timeouts). *prefix* is prepended to every key as it is (give it a
+    trailing ``/`` to make it a directory). With *create_if_missing* a missing bucket is
+    created at construction. Servers that keep objects as files limit a key component
+    (SeaweedFS: 255 bytes) or rewrite characters (SeaweedFS turns ``\\`` into ``/``, so
+    ``a\\b`` would overwrite ``a/b``): pass *max_component_length* and
+    *forbidden_key_characters* and such keys raise
+    :class:`~kvfs.errors.InvalidKeyError` before any request.
+
+    Values are streamed both ways: ``put_file`` uploads values from
+    :data:`MULTIPART_THRESHOLD` bytes on in parts (never the whole value in memory),
+    ``get_file`` and ``open`` read one response stream, and ``get_range`` and reads after
+    a seek ask only for the bytes needed. ``stat`` and ``in`` are a ``HEAD`` request;
+    :meth:`iter_level` one delimiter listing with sizes and times; :meth:`copy` runs on
+    the server. :meth:`url_for` gives a presigned ``GET`` URL valid for
+    *url_valid_time* seconds (an hour when 0), or a plain URL when *public*, in which
+    case values are also written with the ``public-read`` ACL.
+
+    A missing object raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the
+    server or the network does wrong (wrong credentials, no bucket, timeouts) raises
+    :class:`~kvfs.errors.BackendError` with the server's message, never a credential.
+    """
+
+    fast_stat = True
+    fast_ranges = True
+    fast_level_listing = True
+    listing_has_sizes = True
+    supports_directories = True
+
+    def __init__(
+        self,
+        bucket: Any,
+        prefix: str = "",
+        url_valid_time: int = 0,
+        reduced_redundancy: bool = False,
+        public: bool = False,
+        metadata: dict[str, str] | None = None,
+        *,
+        client: Any = None,
+        create_if_missing: bool = False,
+        max_component_length: int | None = None,
+        forbidden_key_characters: str = "",
+        **client_options: Any,
+    ) -> None:
+        if max_component_length is not None:
+            self.max_component_length = max_component_length  # type: ignore[misc]
+        self.forbidden_key_characters = forbidden_key_characters
+        if isinstance(bucket, str):
+            self.bucket_name = bucket
+            self.client = client if client is not None else make_client(**client_options)
+        else:  # a boto3 Bucket resource
+            self.bucket_name = bucket.name
+            self.client = bucket.meta.client
+        self.prefix = prefix.strip().lstrip("/")
+        self.url_valid_time = url_valid_time
+        self.public = public
+        # Object names are limited to 1024 bytes, the prefix included.
+        self.max_key_length = MAX_KEY_LENGTH - len(self.prefix.encode())  # type: ignore[misc]
+        self._write_args: dict[str, Any] = {"Metadata": dict(metadata or {})}
+        if reduced_redundancy:
+            self._write_args["StorageClass"] = "REDUCED_REDUNDANCY"
+        if public:
+            self._write_args["ACL"] = "public-read"
+        self._transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=MAX_CONCURRENCY,
+        )
+        self._unsigned_client: Any = None
+        if create_if_missing:
+            self._create_bucket()
+
+    def __repr__(self) -> str:
+        endpoint = self.client.meta.endpoint_url
+        name = type(self).__name__
+        return f"{name}({self.bucket_name!r}, prefix={self.prefix!r}, endpoint={endpoint!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _name(self, key: str) -> str:
+        return self.prefix + key
+
+    def _check_valid_key(self, key: object) -> None:
+        super()._check_valid_key(key)
+        if self.forbidden_key_characters:
+            bad = sorted(set(self.forbidden_key_characters) & set(str(key)))
+            if bad:
+                raise InvalidKeyError(
+                    f"{key!r} is not a valid key for this server: it cannot hold {''.join(bad)!r}"
+                )
+
+    def _create_bucket(self) -> None:
+        with _errors():
+            try:
+                self.client.head_bucket(Bucket=self.bucket_name)
+                return
+            except ClientError as error:
+                if str(error.response.get("Error", {}).get("Code")) not in _NOT_FOUND:
+                    raise
+            options: dict[str, Any] = {"Bucket": self.bucket_name}
+            region = self.client.meta.region_name
+            if region and region != "us-east-1":
+                options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            self.client.create_bucket(**options)
+
+    # ------------------------------------------------------------------ hooks
+
+    def _delete(self, key: str) -> None:
+        with _errors():
+            self.client.delete_object(Bucket=self.bucket_name, Key=self._name(key))
+
+    def _pages(self, prefix: str, **options: Any) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with _errors():
+            yield from paginator.paginate(
+                Bucket=self.bucket_name, Prefix=self._name(prefix), **options
+            )
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        cut = len(self.prefix)
+        for page in self._pages(prefix):
+            for entry in page.get("Contents", ()):
+                yield entry["Key"][cut:]
+
+    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
+        cut = len(self.prefix)
+        for page in self._pages(prefix, Delimiter=delimiter):
+            for entry in page.get("Contents", ()):
+                name = entry["Key"][cut:]
+                if name != prefix:  # the directory's own marker
+                    yield KeyInfo(name, entry["Size"], entry["LastModified"].timestamp())
+            for common in page.get("CommonPrefixes", ()):
+                yield KeyInfo(common["Prefix"][cut:], is_prefix=True)
+
+    def _head(self, key: str) -> dict[str, Any]:
+        with _errors(key):
+            return self.client.head_object(Bucket=self.bucket_name, Key=self._name(key))
+
+    def _has_key(self, key: str) -> bool:
+        try:
+            self._head(key)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    def _stat(self, key: str) -> KeyInfo:
+        head = self._head(key)
+        return KeyInfo(key, head["ContentLength"], head["LastModified"].timestamp())
+
+    def _get_object(self, key: str, **options: Any) -> dict[str, Any]:
+        with _errors(key):
+            return self.client.get_object(Bucket=self.bucket_name, Key=self._name(key), **options)
+
+    def _get(self, key: str) -> bytes:
+        body = self._get_object(key)["Body"]
+        with _errors(key), body:
+            return body.read()
+
+    def _open(self, key: str) -> IO[bytes]:
+        first = self._get_object(key)
+        etag = first["ETag"]
+
+        def open_at(position: int) -> IO[bytes]:
+            # IfMatch: a value replaced while it is read fails instead of mixing versions.
+            response = self._get_object(key, Range=f"bytes={position}-", IfMatch=etag)
+            return response["Body"]
+
+        return open_streamed(
+            first["ContentLength"], open_at, first_stream=first["Body"], errors=_errors
+        )
+
+    def _get_range(self, key: str, start: int, length: int) -> bytes:
+        with _errors(key):
+            try:
+                response = self.client.get_object(
+                    Bucket=self.bucket_name,
+                    Key=self._name(key),
+                    Range=f"bytes={start}-{start + length - 1}",
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""  # start at or past the end of the value
+                raise
+            with response["Body"] as body:
+                return body.read()
+
+    def _put(self, key: str, data: bytes) -> str:
+        if len(data) >= MULTIPART_THRESHOLD:
+            return self._put_file(key, io.BytesIO(data))
+        with _errors():
+            self.client.put_object(
+                Bucket=self.bucket_name, Key=self._name(key), Body=data, **self._write_args
+            )
+        return key
+
+    def _put_file(self, key: str, file: IO[bytes]) -> str:
+        with _errors():
+            self.client.upload_fileobj(
+                UploadSource(file),
+                self.bucket_name,
+                self._name(key),
+                ExtraArgs=self._write_args,
+                Config=self._transfer,
+            )
+        return key
+
+    def _copy(self, source: str, dest: str) -> str:
+        copy_source = {"Bucket": self.bucket_name, "Key": self._name(source)}
+        extra = {key: value for key, value in self._write_args.items() if key != "Metadata"}
+        with _errors(source):
+            # A managed copy: one CopyObject, or a multipart copy above 5 GiB.
+            self.client.copy(
+                copy_source,
+                self.bucket_name,
+                self._name(dest),
+                ExtraArgs=extra,
+                Config=self._transfer,
+            )
+        return dest
+
+    def _has_directory(self, key: str) -> bool:
+        # The marker itself (key/) also starts with key/.
+        for page in self._pages(key + DIRECTORY_MARKER_SUFFIX, MaxKeys=1):
+            return bool(page.get("KeyCount") or page.get("Contents"))
+        return False
+
+    def _url_for(self, key: str) -> str:
+        client = self.client
+        if self.public:
+            if self._unsigned_client is None:
+                self._unsigned_client = boto3.session.Session().client(
+                    "s3",
+                    endpoint_url=client.meta.endpoint_url,
+                    region_name=client.meta.region_name,
+                    config=client.meta.config.merge(Config(signature_version=UNSIGNED)),
+                )
+            client = self._unsigned_client
+        with _errors():
+            return client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket_name, "Key": self._name(key)},
+                ExpiresIn=self.url_valid_time or DEFAULT_URL_VALID_TIME,
+            )
+
+
+__all__ = ["MULTIPART_THRESHOLD", "PART_SIZE", "Boto3Store", "make_client"]
