@@ -1,0 +1,148 @@
+"""``kvfs mount`` and ``kvfs unmount``: the FUSE view of a store from the command line."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import click
+
+from ..mount.mounter import MountError, serve, start_daemon
+from ..mount.mounter import unmount as unmount_mountpoint
+from ..mount.options import DEFAULT_CACHE_SIZE, MountOptions
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class _Size(click.ParamType):
+    """A byte count: ``1048576``, ``512K``, ``256M``, ``1G`` (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*", str(value).upper())
+        if match is None:
+            self.fail(f"{value!r} is not a size like 256M or 1G", param, ctx)
+        return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Octal(click.ParamType):
+    name = "octal"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value), 8)
+        except ValueError:
+            self.fail(f"{value!r} is not an octal number like 022", param, ctx)
+
+
+@click.command()
+@click.argument("store_url")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--read-only", is_flag=True, help="Refuse every change (EROFS).")
+@click.option("--uid", type=click.IntRange(min=0), help="Owner shown for files [default: your uid].")
+@click.option("--gid", type=click.IntRange(min=0), help="Group shown for files [default: your gid].")
+@click.option(
+    "--umask", type=_Octal(), default="022", show_default=True, help="Masks the shown modes 666 (files) and 777 (directories)."
+)
+@click.option(
+    "--attr-timeout",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds file attributes are cached; changes made elsewhere show after this.",
+)
+@click.option(
+    "--listing-timeout",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds directory listings are cached; new or deleted keys show after this.",
+)
+@click.option(
+    "--cache-size",
+    type=_Size(),
+    default=DEFAULT_CACHE_SIZE,
+    help="Memory for files being written (all together) before they spill to temporary files, e.g. 256M [default: 256M].",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Directory for those temporary files [default: $TMPDIR].")
+@click.option("--allow-other", is_flag=True, help="Let other users use the mount (needs user_allow_other for non-root).")
+@click.option("--foreground", is_flag=True, help="Stay attached and log to stderr until unmounted.")
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="WARNING", show_default=True, help="What to log.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Where the background mount logs [default: nowhere].")
+def mount(
+    store_url: str,
+    mountpoint: str,
+    read_only: bool,
+    uid: int | None,
+    gid: int | None,
+    umask: int,
+    attr_timeout: float,
+    listing_timeout: float,
+    cache_size: int,
+    cache_dir: str | None,
+    allow_other: bool,
+    foreground: bool,
+    log_level: str,
+    log_file: str | None,
+) -> None:
+    """Show the store at STORE_URL as a directory tree at MOUNTPOINT.
+
+    Returns once the mount is ready and leaves it running in the background; `kvfs
+    unmount MOUNTPOINT` ends it. MOUNTPOINT must be an empty directory.
+    """
+    try:
+        options = MountOptions(
+            read_only=read_only,
+            uid=uid,
+            gid=gid,
+            umask=umask,
+            attr_timeout=attr_timeout,
+            listing_timeout=listing_timeout,
+            cache_size=cache_size,
+            cache_dir=cache_dir,
+            allow_other=allow_other,
+        )
+        if foreground:
+            _serve_foreground(store_url, mountpoint, options, log_level)
+        else:
+            start_daemon(store_url, mountpoint, options, log_level=log_level, log_file=log_file)
+    except (OSError, ValueError, ImportError) as error:
+        raise click.ClickException(_one_line(error)) from None
+
+
+def _serve_foreground(url: str, mountpoint: str, options: MountOptions, log_level: str) -> None:
+    from ..mount.mounter import _fsname, check_fuse, check_mountpoint
+    from ..url import open_store
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s kvfs %(levelname)s %(message)s")
+    check_fuse()
+    check_mountpoint(mountpoint)
+    try:
+        store = open_store(url)
+    except Exception as error:  # any failure to open is the user's URL: one line
+        raise MountError(f"cannot open {url}: {_one_line(error)}") from None
+    with store:
+        logging.getLogger("kvfs.mount").info("serving %s at %s", url, mountpoint)
+        serve(store, mountpoint, options, name=_fsname(url))
+
+
+def _one_line(error: BaseException) -> str:
+    text = error.strerror if isinstance(error, OSError) and error.strerror and len(error.args) == 2 else str(error)
+    return " ".join(str(text).split()) or type(error).__name__
+
+
+@click.command()
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--lazy", is_flag=True, help="Detach now even if busy; it goes away once no longer used.")
+def unmount(mountpoint: str, lazy: bool) -> None:
+    """Unmount a kvfs mount at MOUNTPOINT (also one whose process died)."""
+    try:
+        unmount_mountpoint(mountpoint, lazy=lazy)
+    except OSError as error:
+        raise click.ClickException(_one_line(error)) from None

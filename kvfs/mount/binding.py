@@ -1,0 +1,123 @@
+"""Loading mfusepy on libfuse3, and the few fixes its FUSE class needs.
+
+mfusepy loads libfuse2 first when both libraries are installed; the mount needs
+libfuse3 (open flags in ``create``, ``init`` with a configuration), so it is chosen
+here explicitly before mfusepy is imported, unless ``FUSE_LIBRARY_PATH`` names a library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from types import ModuleType
+
+from ..errors import MissingExtraError
+from .errors import FuseUnavailableError
+
+#: The flag of rename(2) that refuses to replace an existing target.
+RENAME_NOREPLACE = 1
+#: The flag of rename(2) that swaps source and target.
+RENAME_EXCHANGE = 2
+
+
+def load_mfusepy() -> ModuleType:
+    """Import mfusepy bound to libfuse3.
+
+    Raises :class:`~kvfs.errors.MissingExtraError` when mfusepy is not installed and
+    :class:`FuseUnavailableError` when libfuse3 cannot be loaded.
+    """
+    if not os.environ.get("FUSE_LIBRARY_PATH"):
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
+    try:
+        import mfusepy
+    except ImportError as error:
+        raise MissingExtraError("mfusepy", "mount") from error
+    except OSError as error:
+        raise FuseUnavailableError(
+            errno.ENOENT, f"libfuse3 is not installed ({error}): install the fuse3 package"
+        ) from None
+    if mfusepy.fuse_version_major != 3:
+        raise FuseUnavailableError(
+            errno.ENOENT,
+            f"mfusepy was loaded with libfuse {mfusepy.fuse_version_major}, kvfs needs libfuse3 "
+            "(import kvfs.mount before mfusepy, or set FUSE_LIBRARY_NAME=fuse3)",
+        )
+    return mfusepy
+
+
+mfusepy = load_mfusepy()
+
+
+_thread_state = threading.local()
+# readdir flags of libfuse3 (fuse.h).
+_READDIR_PLUS = 1
+_FILL_DIR_PLUS = 2
+
+
+class KvfsFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE, passing what its libfuse3 wrappers drop, and faster on threads.
+
+    Each ctypes callback on a thread Python did not start (libfuse's workers) makes and
+    destroys a Python thread state; keeping one per worker thread (an unmatched
+    ``PyGILState_Ensure``) makes every request cheaper.
+
+    mfusepy ignores the file handle of ``truncate``/``chmod``/``chown``/``utimens`` and
+    the flags of ``rename``. With ``nullpath_ok`` an open file that was unlinked has no
+    path, so the handle is the only way to find it; and a ``RENAME_NOREPLACE`` that were
+    ignored would replace a file the caller wanted kept.
+    """
+
+    def _wrapper(self, func, *args, **kwargs):
+        if not getattr(_thread_state, "kept", False):
+            ctypes.pythonapi.PyGILState_Ensure()
+            _thread_state.kept = True
+        return super()._wrapper(func, *args, **kwargs)
+
+    def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+        # mfusepy fills only names and types. For READDIRPLUS the operations give full
+        # attributes, passed with FUSE_FILL_DIR_PLUS, so the kernel skips a LOOKUP per name.
+        if not flags & _READDIR_PLUS:
+            return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+        entries = self.operations.readdir_attributes(self._decode(path), fip.contents.fh)
+        st = mfusepy.c_stat()
+        for name, attributes in entries:
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            mfusepy.set_st_attrs(st, attributes, use_ns=True)
+            if filler(buf, name.encode(self.encoding, self.errors), st, 0, _FILL_DIR_PLUS) != 0:
+                break
+        return 0
+
+    def _decode(self, path: bytes | None) -> str | None:
+        return None if path is None else path.decode(self.encoding, self.errors)
+
+    def _fh(self, fip):  # the fuse_file_info (operations run with raw_fi=True), or None
+        return fip.contents if fip else None
+
+    def truncate_fuse_3(self, path, length, fip):
+        return self.operations.truncate(self._decode(path), length, self._fh(fip))
+
+    def chmod_fuse_3(self, path, mode, fip):
+        return self.operations.chmod(self._decode(path), mode, self._fh(fip))
+
+    def chown_fuse_3(self, path, uid, gid, fip):
+        # -1 ("leave unchanged") arrives as the unsigned maximum.
+        uid = -1 if uid == 0xFFFFFFFF else uid
+        gid = -1 if gid == 0xFFFFFFFF else gid
+        return self.operations.chown(self._decode(path), uid, gid, self._fh(fip))
+
+    def utimens_fuse_3(self, path, buf, fip):
+        times = None
+        if buf:
+            atime, mtime = buf.contents.actime, buf.contents.modtime
+            times = (atime.tv_sec * 10**9 + atime.tv_nsec, mtime.tv_sec * 10**9 + mtime.tv_nsec)
+        return self.operations.utimens(self._decode(path), times, self._fh(fip))
+
+    def rename_fuse_3(self, old, new, flags):
+        if flags & ~RENAME_NOREPLACE:
+            return -errno.EINVAL  # RENAME_EXCHANGE, RENAME_WHITEOUT: callers fall back
+        return self.operations.rename(self._decode(old), self._decode(new), flags)
+
+
+__all__ = ["mfusepy", "KvfsFUSE", "FuseUnavailableError", "load_mfusepy", "RENAME_NOREPLACE"]

@@ -1,0 +1,184 @@
+"""What the mount knows about names without asking the store: attribute and listing caches.
+
+Entries expire after a lifetime (``attr_timeout`` for single names, ``listing_timeout``
+for directory listings), so changes made by the library or by another mount show up;
+the mount's own changes update the caches at once. A lifetime of ``0`` turns a cache
+off. Attributes set with chmod, chown and utimens live in :class:`AttributeOverrides`,
+in memory for the life of the mount.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .paths import parent_key
+
+#: More cached single names than this and expired ones are swept out.
+_SWEEP_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A name in the mount: a directory, or a file with the store's size and mtime."""
+
+    is_dir: bool
+    size: int = 0
+    #: Last-modified time in seconds as the store reports it, None where unknown.
+    mtime: float | None = None
+
+
+DIRECTORY = Entry(True)
+
+
+class MetadataCache:
+    """Cached entries by key, and cached directory listings by directory key (``""`` is the root).
+
+    A listing maps each key component directly below the directory to its entry, and
+    is authoritative while fresh: a name not in it does not exist. Thread-safe.
+    """
+
+    def __init__(self, attr_timeout: float, listing_timeout: float) -> None:
+        self.attr_timeout = attr_timeout
+        self.listing_timeout = listing_timeout
+        self._entries: dict[str, tuple[float, Entry | None]] = {}
+        self._listings: dict[str, tuple[float, dict[str, Entry]]] = {}
+        self._lock = threading.Lock()
+        # Bumped by every change, so a listing fetched while the mount changed the
+        # directory is not cached over the change.
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    # ------------------------------------------------------------------ reading
+
+    def lookup(self, key: str) -> tuple[bool, Entry | None]:
+        """Return ``(known, entry)``: entry None with known True means "does not exist"."""
+        now = time.monotonic()
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] > now:
+            return True, cached[1]
+        listing = self._listings.get(parent_key(key))
+        if listing is not None and listing[0] > now:
+            component = key[key.rfind("/") + 1 :]
+            return True, listing[1].get(component)
+        return False, None
+
+    def listing(self, directory: str) -> dict[str, Entry] | None:
+        """The fresh cached listing of *directory*, or None."""
+        cached = self._listings.get(directory)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
+    # ------------------------------------------------------------------ filling
+
+    def remember(self, key: str, entry: Entry | None) -> None:
+        """Cache what the store said about *key* (None: it does not exist)."""
+        if self.attr_timeout <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > _SWEEP_LIMIT:
+                self._sweep()
+            self._entries[key] = (time.monotonic() + self.attr_timeout, entry)
+
+    def remember_listing(self, directory: str, entries: dict[str, Entry], generation: int) -> None:
+        """Cache a listing fetched when :attr:`generation` was *generation*."""
+        if self.listing_timeout <= 0:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return  # the mount changed something meanwhile: the listing may miss it
+            if len(self._listings) > _SWEEP_LIMIT // 100:
+                self._sweep()
+            self._listings[directory] = (time.monotonic() + self.listing_timeout, entries)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        self._listings = {k: v for k, v in self._listings.items() if v[0] > now}
+
+    # ------------------------------------------------------------------ the mount's changes
+
+    def set(self, key: str, entry: Entry | None, *, empty_directory: bool = False) -> None:
+        """Record a change the mount made: *key* now is *entry* (None: it was removed).
+
+        With *empty_directory*, *key* is a new directory known to be empty.
+        """
+        now = time.monotonic()
+        with self._lock:
+            self._generation += 1
+            if self.attr_timeout > 0:
+                self._entries[key] = (now + self.attr_timeout, entry)
+            else:
+                self._entries.pop(key, None)
+            listing = self._listings.get(parent_key(key))
+            if listing is not None:
+                component = key[key.rfind("/") + 1 :]
+                if entry is None:
+                    listing[1].pop(component, None)
+                else:
+                    listing[1][component] = entry
+            if entry is None or not entry.is_dir:
+                self._listings.pop(key, None)
+            elif empty_directory and self.listing_timeout > 0:
+                self._listings[key] = (now + self.listing_timeout, {})
+
+    def forget_tree(self, key: str) -> None:
+        """Drop everything cached at or below *key* (a directory that moved or vanished)."""
+        below = key + "/"
+        with self._lock:
+            self._generation += 1
+            self._entries = {k: v for k, v in self._entries.items() if k != key and not k.startswith(below)}
+            self._listings = {k: v for k, v in self._listings.items() if k != key and not k.startswith(below)}
+
+
+@dataclass
+class Overrides:
+    """Attributes set through the mount; None fields fall back to the defaults."""
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass
+class AttributeOverrides:
+    """chmod/chown/utimens results by key, kept in memory for the life of the mount."""
+
+    _by_key: dict[str, Overrides] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: str) -> Overrides | None:
+        return self._by_key.get(key)
+
+    def update(self, key: str, **values: int | None) -> None:
+        """Set the given fields of *key*'s overrides (a value of None clears a field)."""
+        with self._lock:
+            overrides = self._by_key.setdefault(key, Overrides())
+            for name, value in values.items():
+                setattr(overrides, name, value)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._by_key.pop(key, None)
+
+    def move(self, source: str, dest: str, *, tree: bool = False) -> None:
+        """Carry *source*'s overrides over to *dest* (and, with *tree*, everything below)."""
+        with self._lock:
+            self._by_key.pop(dest, None)
+            moved = self._by_key.pop(source, None)
+            if moved is not None:
+                self._by_key[dest] = moved
+            if tree:
+                below = source + "/"
+                for key in [k for k in self._by_key if k.startswith(below)]:
+                    self._by_key[dest + key[len(source) :]] = self._by_key.pop(key)
+
+
+__all__ = ["Entry", "DIRECTORY", "MetadataCache", "Overrides", "AttributeOverrides"]

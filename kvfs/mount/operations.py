@@ -1,0 +1,829 @@
+"""The FUSE operations: a store shown as a directory tree (see ``docs/mount.rst``).
+
+Names map to keys through :mod:`kvfs.mount.paths`; what is known about names is cached
+in :mod:`kvfs.mount.metadata`; open files and staged writes live in
+:mod:`kvfs.mount.handles`. Each operation maps store errors to an errno:
+``KeyError`` → ``ENOENT``, a name too long → ``ENAMETOOLONG``, another invalid key →
+``EINVAL``, :class:`~kvfs.errors.ReadOnlyError` → ``EROFS``,
+:class:`~kvfs.errors.NotADirectoryKeyError` → ``ENOTDIR``, and any other failure →
+``EIO``, logged with the path.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import NotADirectoryKeyError, ReadOnlyError
+from ..store import KeyValueStore
+from .binding import RENAME_NOREPLACE, mfusepy
+from .handles import Handle, MemoryBudget, OpenFile
+from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache
+from .options import MountOptions
+from .paths import (
+    PathError,
+    check_path_key,
+    component_name,
+    is_raw_name,
+    join_key,
+    name_component,
+    parent_key,
+    path_components,
+)
+
+log = logging.getLogger("kvfs.mount")
+
+FuseOSError = mfusepy.FuseOSError
+
+#: utimensat(2)'s special nanosecond values, which libfuse3 passes through unchanged.
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+#: Largest write request the kernel is asked to send.
+MAX_WRITE = 1024 * 1024
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The names libfuse gives open files that were unlinked (see ``hide_node`` in libfuse).
+_HIDDEN = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
+
+
+def _errno_for(error: BaseException) -> int | None:
+    """The errno an exception from the store means, or None for "unexpected: EIO"."""
+    if isinstance(error, FuseOSError):
+        return error.errno
+    if isinstance(error, PathError):
+        return error.errno
+    if isinstance(error, KeyError):
+        return errno.ENOENT
+    if isinstance(error, ReadOnlyError):
+        return errno.EROFS
+    if isinstance(error, NotADirectoryKeyError):
+        return errno.ENOTDIR
+    if isinstance(error, ValueError):
+        return errno.EINVAL
+    return None
+
+
+def _operation(method: _F) -> _F:
+    """Turn what an operation raises into the errno FUSE returns, logging surprises."""
+
+    @functools.wraps(method)
+    def wrapper(self: KvfsOperations, path: Any, *args: Any) -> Any:
+        try:
+            return method(self, path, *args)
+        except Exception as error:
+            code = _errno_for(error)
+            if code is None:
+                log.error("%s %s failed: %s", method.__name__, path, error, exc_info=log.isEnabledFor(logging.DEBUG))
+                code = errno.EIO
+            raise FuseOSError(code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class KvfsOperations(mfusepy.Operations):
+    """mfusepy operations serving *store* (run with ``raw_fi=True``, libfuse3, threads).
+
+    *on_ready* is called once the kernel has accepted the mount.
+    """
+
+    use_ns = True
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        options: MountOptions | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        options = options or MountOptions()
+        self.store = store
+        self.options = options
+        self.read_only = options.read_only or not store.supports_writes
+        self.uid = os.getuid() if options.uid is None else options.uid
+        self.gid = os.getgid() if options.gid is None else options.gid
+        self._file_mode = 0o666 & ~options.umask
+        self._directory_mode = 0o777 & ~options.umask
+        self._mount_time_ns = time.time_ns()
+        self._on_ready = on_ready
+        self._meta = MetadataCache(options.attr_timeout, options.listing_timeout)
+        self._overrides = AttributeOverrides()
+        self._budget = MemoryBudget(options.cache_size)
+        self._cache_dir = options.cache_dir
+        # Open files by key, and handles by number; _table guards both and _extra_dirs.
+        self._files: dict[str, OpenFile] = {}
+        self._handles: dict[int, Handle] = {}
+        self._directories: dict[int, str] = {}  # open directories: handle -> key
+        self._table = threading.Lock()
+        self._numbers = itertools.count(1)
+        # Directories known only to this mount: every one on stores without directory
+        # markers, and on others the parents of deleted files (kept like on a disk).
+        self._extra_dirs: set[str] = set()
+        # The (size, mtime, when seen) each key had when last opened: unchanged means the kernel
+        # may keep its cached pages.
+        self._seen: dict[str, tuple[int, float, float]] = {}
+
+    # ================================================================== lifecycle
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        if conn is not None:
+            conn.max_write = MAX_WRITE
+        if config is not None:
+            timeout = float(self.options.attr_timeout)
+            config.entry_timeout = timeout
+            config.attr_timeout = timeout
+            config.negative_timeout = timeout
+            config.nullpath_ok = 1  # handle operations are served from the handle
+            # hard_remove stays off: libfuse then renames an open file that is unlinked
+            # to a hidden name (see rename), so fstat on it still has a path to ask for.
+            config.hard_remove = 0
+            config.use_ino = 0
+            config.kernel_cache = 0  # page cache kept per open (keep_cache) instead
+            config.auto_cache = 0
+            config.direct_io = 0
+        if self._on_ready is not None:
+            self._on_ready()
+
+    def destroy(self, path: str) -> None:
+        log.debug("unmounted")
+
+    # ================================================================== names
+
+    def _key(self, path: str) -> str:
+        """The key of *path*, checked against the store's limits."""
+        key = ""
+        for name in path_components(path):
+            component = name_component(name)
+            if is_raw_name(name):
+                component = self._raw_component(key, name, component)
+            key = join_key(key, component)
+        if key:
+            check_path_key(key, self.store.max_key_length, self.store.max_component_length)
+        return key
+
+    def _raw_component(self, directory: str, name: str, component: str) -> str:
+        # A key written by other means whose name does not decode to itself is shown
+        # as it is: find it under that name unless the encoded name exists too.
+        listing = self._listing(directory)
+        if component not in listing and name in listing:
+            return name
+        return component
+
+    def _entry(self, key: str) -> Entry | None:
+        """What *key* is (None: nothing), from open files, caches, or the store."""
+        if not key:
+            return DIRECTORY
+        known, entry = self._meta.lookup(key)
+        file = self._files.get(key)
+        if file is not None:
+            return Entry(False, file.size, entry.mtime if entry is not None else None)
+        if known and entry is not None and (entry.is_dir or entry.size is not None):
+            return entry
+        if key in self._extra_dirs:
+            return DIRECTORY
+        if known and entry is None:
+            return None
+        entry = self._query(key)
+        self._meta.remember(key, entry)
+        return entry
+
+    def _query(self, key: str) -> Entry | None:
+        store = self.store
+        try:
+            info = store.stat(key)
+        except KeyError:
+            info = None
+        # A key and keys below it may both exist: the directory wins (docs/mount.rst).
+        if (info is None or store.allows_key_and_prefix) and store.has_directory(key):
+            return DIRECTORY
+        if info is None:
+            return None
+        return Entry(False, info.size or 0, info.last_modified)
+
+    def _listing(self, directory: str) -> dict[str, Entry]:
+        """The store's entries directly below *directory*, by key component (cached)."""
+        cached = self._meta.listing(directory)
+        if cached is not None:
+            return cached
+        generation = self._meta.generation
+        prefix = directory + "/" if directory else ""
+        entries: dict[str, Entry] = {}
+        for info in self.store.iter_level(prefix):
+            component = info.key[len(prefix) :]
+            if info.is_prefix:
+                entries[component[:-1]] = DIRECTORY
+            elif component not in entries:
+                entries[component] = Entry(False, info.size, info.last_modified)
+        self._meta.remember_listing(directory, entries, generation)
+        return entries
+
+    def _children(self, directory: str) -> dict[str, Entry]:
+        """The listing of *directory* with this mount's unsaved files and kept directories."""
+        entries = dict(self._listing(directory))
+        with self._table:
+            files = [
+                (key, file.size)
+                for key, file in self._files.items()
+                if not file.detached and parent_key(key) == directory
+            ]
+            extra = [key for key in self._extra_dirs if key and parent_key(key) == directory]
+        for key, size in files:
+            component = key[key.rfind("/") + 1 :]
+            if component not in entries or not entries[component].is_dir:
+                entries[component] = Entry(False, size, None)
+        for key in extra:
+            entries[key[key.rfind("/") + 1 :]] = DIRECTORY
+        return entries
+
+    def _existing(self, key: str) -> Entry:
+        entry = self._entry(key)
+        if entry is None:
+            raise FuseOSError(errno.ENOENT)
+        return entry
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise FuseOSError(errno.EROFS)
+
+    # ================================================================== attributes
+
+    def _attributes(self, key: str, entry: Entry, file: OpenFile | None = None) -> dict[str, Any]:
+        overrides = self._overrides.get(key) if key is not None else None
+        if entry.is_dir:
+            mode, size, nlink = stat.S_IFDIR | self._directory_mode, 4096, 2
+        else:
+            mode, size, nlink = stat.S_IFREG | self._file_mode, entry.size or 0, 1
+        if file is not None:
+            size = file.size
+        mtime = None
+        if file is not None and file.mtime_ns is not None:
+            mtime = file.mtime_ns
+        uid, gid, atime = self.uid, self.gid, None
+        if overrides is not None:
+            if overrides.mode is not None:
+                mode = stat.S_IFMT(mode) | overrides.mode
+            uid = uid if overrides.uid is None else overrides.uid
+            gid = gid if overrides.gid is None else overrides.gid
+            if overrides.mtime_ns is not None:
+                mtime = overrides.mtime_ns
+            atime = overrides.atime_ns
+        if mtime is None:
+            mtime = self._mount_time_ns if entry.mtime is None else int(entry.mtime * 1e9)
+        return {
+            "st_mode": mode,
+            "st_nlink": nlink,
+            "st_size": size,
+            "st_uid": uid,
+            "st_gid": gid,
+            "st_mtime": mtime,
+            "st_ctime": mtime,
+            "st_atime": mtime if atime is None else atime,
+            "st_blocks": (size + 511) // 512,
+            "st_blksize": 128 * 1024,
+        }
+
+    @_operation
+    def getattr(self, path: str | None, fh: Any = None) -> dict[str, Any]:
+        if fh is not None:
+            file = self._handles[fh.fh].file
+            return self._attributes(file.key, Entry(False, file.size), file)  # type: ignore[arg-type]
+        key = self._key(path)  # type: ignore[arg-type]
+        entry = self._existing(key)
+        return self._attributes(key, entry, None if entry.is_dir else self._files.get(key))
+
+    @_operation
+    def opendir(self, path: str) -> int:
+        key = self._key(path)
+        if not self._existing(key).is_dir:
+            raise FuseOSError(errno.ENOTDIR)
+        number = next(self._numbers)
+        self._directories[number] = key
+        return number
+
+    @_operation
+    def releasedir(self, path: str | None, fh: int) -> int:
+        self._directories.pop(fh, None)
+        return 0
+
+    @_operation
+    def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        key = self._directories[fh]
+        directory = {"st_mode": stat.S_IFDIR}
+        result = [(".", directory, 0), ("..", directory, 0)]
+        for component, entry in self._children(key).items():
+            result.append((component_name(component), directory if entry.is_dir else {"st_mode": stat.S_IFREG}, 0))
+        return result
+
+    @_operation
+    def readdir_attributes(self, path: str | None, fh: int) -> list[tuple[str, dict[str, Any]]]:
+        """Names with full attributes, for READDIRPLUS (see ``KvfsFUSE.readdir_fuse_3``).
+
+        The kernel then needs no LOOKUP per name: ``ls -l`` of a big directory is one
+        listing, with no store request per entry.
+        """
+        key = self._directories[fh]
+        result = [(".", self._attributes(key, DIRECTORY)), ("..", self._attributes(parent_key(key), DIRECTORY))]
+        for component, entry in self._children(key).items():
+            child = join_key(key, component)
+            file = None if entry.is_dir else self._files.get(child)
+            if not entry.is_dir and entry.size is None and file is None:
+                entry = self._entry(child) or entry
+            result.append((component_name(component), self._attributes(child, entry, file)))
+        return result
+
+    @_operation
+    def statfs(self, path: str) -> dict[str, int]:
+        block = 4096
+        blocks = (1 << 50) // block  # a petabyte, all free: a store has no fixed size
+        names = min(255, self.store.max_component_length or 255)
+        return {
+            "f_bsize": block,
+            "f_frsize": block,
+            "f_blocks": blocks,
+            "f_bfree": blocks,
+            "f_bavail": blocks,
+            "f_files": 1 << 32,
+            "f_ffree": 1 << 32,
+            "f_favail": 1 << 32,
+            "f_namemax": names,
+        }
+
+    def _target_key(self, path: str | None, fh: Any) -> str | None:
+        if fh is not None:
+            return self._handles[fh.fh].file.key
+        return self._key(path)  # type: ignore[arg-type]
+
+    @_operation
+    def chmod(self, path: str | None, mode: int, fh: Any = None) -> int:
+        self._writable()
+        key = self._target_key(path, fh)
+        if key is not None:
+            self._existing(key)
+            self._overrides.update(key, mode=stat.S_IMODE(mode))
+        return 0
+
+    @_operation
+    def chown(self, path: str | None, uid: int, gid: int, fh: Any = None) -> int:
+        self._writable()
+        key = self._target_key(path, fh)
+        if key is not None:
+            self._existing(key)
+            changes = {}
+            if uid != -1:
+                changes["uid"] = uid
+            if gid != -1:
+                changes["gid"] = gid
+            self._overrides.update(key, **changes)
+        return 0
+
+    @_operation
+    def utimens(self, path: str | None, times: tuple[int, int] | None = None, fh: Any = None) -> int:
+        self._writable()
+        key = self._target_key(path, fh)
+        if key is None:
+            return 0
+        self._existing(key)
+        now = time.time_ns()
+        atime, mtime = (now, now) if times is None else times
+        changes = {}
+        for name, value in (("atime_ns", atime), ("mtime_ns", mtime)):
+            if value == UTIME_NOW:
+                changes[name] = now
+            elif value != UTIME_OMIT:
+                changes[name] = value
+        self._overrides.update(key, **changes)
+        return 0
+
+    # ================================================================== files
+
+    def _new_handle(self, file: OpenFile, writable: bool, fi: Any) -> None:
+        number = next(self._numbers)
+        self._handles[number] = Handle(file, writable)
+        fi.fh = number
+
+    def _acquire(self, key: str, size: int, *, exists: bool) -> OpenFile:
+        with self._table:
+            file = self._files.get(key)
+            if file is None:
+                file = self._files[key] = OpenFile(key, size, exists=exists)
+            file.handles += 1
+            return file
+
+    @_operation
+    def open(self, path: str, fi: Any) -> int:
+        flags = fi.flags
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        if writable or flags & os.O_TRUNC:
+            self._writable()
+        key = self._key(path)
+        entry = self._existing(key)
+        if entry.is_dir:
+            raise FuseOSError(errno.EISDIR)
+        if entry.size is None:
+            entry = self._query(key) or Entry(False, 0)
+        file = self._acquire(key, entry.size or 0, exists=True)
+        try:
+            if flags & os.O_TRUNC and writable:
+                with file.lock:
+                    file.stage(self.store, self._budget, self._cache_dir, load=False).truncate(0)
+                    file.size = 0
+                    file.touch()
+                self._modified(key)
+        except BaseException:
+            self._release_file(file)
+            raise
+        keep = False
+        if not writable and file.staged is None and entry.mtime is not None:
+            keep = self._unchanged(key, entry.size or 0, entry.mtime)
+        fi.keep_cache = 1 if keep else 0
+        if not writable and not file.dirty and hasattr(fi, "noflush"):
+            # Nothing to upload: spare the kernel a FLUSH on close. (A dirty file, say
+            # after a failed upload, keeps FLUSH: any close then tries again.)
+            fi.noflush = 1
+        self._new_handle(file, writable, fi)
+        return 0
+
+    @_operation
+    def create(self, path: str, mode: int, fi: Any) -> int:
+        self._writable()
+        key = self._key(path)
+        if fi.flags & os.O_EXCL:
+            known, entry = self._meta.lookup(key)
+            if (known and entry is not None) or key in self._files:
+                raise FuseOSError(errno.EEXIST)
+        file = self._acquire(key, 0, exists=False)
+        try:
+            with file.lock:
+                file.stage(self.store, self._budget, self._cache_dir, load=False).truncate(0)
+                file.size = 0
+                file.touch()
+        except BaseException:
+            self._release_file(file)
+            raise
+        uid, gid, _ = mfusepy.fuse_get_context()
+        self._overrides.drop(key)
+        self._overrides.update(key, mode=stat.S_IMODE(mode), uid=uid, gid=gid)
+        self._modified(key)
+        self._meta.set(key, Entry(False, 0, None))
+        self._new_handle(file, fi.flags & os.O_ACCMODE != os.O_RDONLY, fi)
+        return 0
+
+    def _unchanged(self, key: str, size: int, mtime: float) -> bool:
+        """Whether *key* still has the size and mtime the previous open saw (and remember them).
+
+        Stores with whole-second times (S3, GCS) could change a value twice in one
+        second: a time is trusted only if it has a fraction, or was already two
+        seconds old when it was seen.
+        """
+        seen = self._seen.get(key)
+        unchanged = (
+            seen is not None
+            and seen[0] == size
+            and seen[1] == mtime
+            and (mtime % 1 != 0 or seen[2] >= mtime + 2)
+        )
+        if not unchanged:
+            self._seen[key] = (size, mtime, time.time())
+        return unchanged
+
+    def _modified(self, key: str) -> None:
+        """The mount changed *key*'s content: the kernel's cached pages of it are stale."""
+        self._seen.pop(key, None)
+        overrides = self._overrides.get(key)
+        if overrides is not None and overrides.mtime_ns is not None:
+            self._overrides.update(key, mtime_ns=None)  # a write sets the mtime to now
+
+    @_operation
+    def read(self, path: str | None, size: int, offset: int, fh: Any) -> bytes:
+        handle = self._handles[fh.fh]
+        file = handle.file
+        if file.staged is not None:
+            with file.lock:
+                if file.staged is not None:
+                    return file.staged.read(offset, size)
+        key = file.key
+        if key is None or offset >= file.size:
+            return b""
+        return handle.reader.read(self.store, key, offset, size)
+
+    @_operation
+    def write(self, path: str | None, data: bytes, offset: int, fh: Any) -> int:
+        file = self._handles[fh.fh].file
+        with file.lock:
+            first = not file.dirty
+            staged = file.stage(self.store, self._budget, self._cache_dir, load=True)
+            staged.write(offset, data)
+            file.size = staged.size
+            file.touch()
+        if first and file.key is not None:
+            self._modified(file.key)
+        return len(data)
+
+    @_operation
+    def truncate(self, path: str | None, length: int, fh: Any = None) -> int:
+        self._writable()
+        if fh is not None:
+            file: OpenFile | None = self._handles[fh.fh].file
+            key = file.key  # type: ignore[union-attr]
+        else:
+            key = self._key(path)  # type: ignore[arg-type]
+            entry = self._existing(key)
+            if entry.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            file = self._files.get(key)
+        if file is not None:
+            with file.lock:
+                file.stage(self.store, self._budget, self._cache_dir, load=length > 0).truncate(length)
+                file.size = length
+                file.touch()
+            if key is not None:
+                self._modified(key)
+                if fh is None:
+                    self._upload(file)  # a truncate by name is complete when it returns
+            return 0
+        # No open file: change the stored value directly.
+        if length == 0:
+            self.store.put(key, b"")
+        else:
+            data = self.store.get(key)[:length]
+            self.store.put(key, data + bytes(length - len(data)))
+        self._modified(key)
+        self._stored(key, length)
+        return 0
+
+    def _stored(self, key: str, size: int) -> None:
+        """Cache the attributes of *key* after the mount stored *size* bytes under it."""
+        mtime: float | None
+        try:
+            info = self.store.stat(key)
+            size, mtime = info.size if info.size is not None else size, info.last_modified
+        except (KeyError, OSError):
+            mtime = None
+        self._meta.set(key, Entry(False, size, mtime))
+        if mtime is not None:
+            # The kernel's pages of this file hold what was just written.
+            self._seen[key] = (size, mtime, time.time())
+
+    def _upload(self, file: OpenFile) -> None:
+        """Store a dirty file's staged copy; ``EIO`` (keeping the copy) if the store fails."""
+        with file.lock:
+            key, staged = file.key, file.staged
+            if not file.dirty or key is None or staged is None or file.detached:
+                return
+            try:
+                staged.upload(self.store, key)
+            except Exception as error:
+                if isinstance(error, ReadOnlyError):
+                    raise
+                log.error("upload of %s failed, the store keeps its old value: %s", key, error)
+                raise FuseOSError(errno.EIO) from None
+            file.dirty = False
+            file.exists = True
+            self._stored(key, staged.size)
+
+    @_operation
+    def flush(self, path: str | None, fh: Any) -> int:
+        self._upload(self._handles[fh.fh].file)
+        return 0
+
+    @_operation
+    def fsync(self, path: str | None, datasync: int, fh: Any) -> int:
+        self._upload(self._handles[fh.fh].file)
+        return 0
+
+    @_operation
+    def release(self, path: str | None, fh: Any) -> int:
+        handle = self._handles.pop(fh.fh)
+        self._release_file(handle.file)
+        return 0
+
+    def _release_file(self, file: OpenFile) -> None:
+        with self._table:
+            file.handles -= 1
+            if file.handles > 0:
+                return
+            if file.key is not None and self._files.get(file.key) is file:
+                del self._files[file.key]
+        with file.lock:
+            try:
+                self._upload(file)  # written through mmap after the last flush
+            except FuseOSError:
+                pass  # logged; close() already reported the failed flush
+            finally:
+                if not file.exists and file.key is not None:
+                    self._meta.set(file.key, None)  # created, never stored
+                file.drop_staged()
+
+    # ================================================================== names
+
+    def _detach(self, file: OpenFile, hidden_key: str | None = None) -> None:
+        """*file* lost its name: its handles keep the data, nothing is uploaded any more."""
+        with file.lock:
+            if file.staged is None and file.exists and file.key is not None:
+                file.stage(self.store, self._budget, self._cache_dir, load=True)
+            file.key = hidden_key
+            file.detached = True
+            file.dirty = False
+            file.exists = False
+        if hidden_key is not None:
+            with self._table:
+                self._files[hidden_key] = file
+
+    def _keep_parent(self, key: str) -> None:
+        parent = parent_key(key)
+        if parent:
+            with self._table:
+                self._extra_dirs.add(parent)
+
+    @_operation
+    def unlink(self, path: str) -> int:
+        self._writable()
+        key = self._key(path)
+        entry = self._existing(key)
+        if entry.is_dir:
+            raise FuseOSError(errno.EISDIR)
+        with self._table:
+            file = self._files.pop(key, None)
+        stored = file is None or file.exists
+        if file is not None:
+            self._detach(file)
+        if stored:
+            self.store.delete(key)
+        self._meta.set(key, None)
+        self._overrides.drop(key)
+        self._seen.pop(key, None)
+        self._keep_parent(key)
+        return 0
+
+    @_operation
+    def mkdir(self, path: str, mode: int) -> int:
+        self._writable()
+        key = self._key(path)
+        if self._entry(key) is not None:
+            raise FuseOSError(errno.EEXIST)
+        if self.store.supports_directories:
+            self.store.put_directory(key)
+        else:
+            with self._table:
+                self._extra_dirs.add(key)
+        uid, gid, _ = mfusepy.fuse_get_context()
+        self._overrides.drop(key)
+        self._overrides.update(key, mode=stat.S_IMODE(mode), uid=uid, gid=gid)
+        self._meta.set(key, DIRECTORY, empty_directory=True)
+        return 0
+
+    def _remove_directory(self, key: str) -> None:
+        if self.store.supports_directories:
+            self.store.delete_directory(key)
+        with self._table:
+            self._extra_dirs.discard(key)
+        self._meta.forget_tree(key)
+        self._meta.set(key, None)
+        self._overrides.drop(key)
+
+    @_operation
+    def rmdir(self, path: str) -> int:
+        self._writable()
+        key = self._key(path)
+        if not key:
+            raise FuseOSError(errno.EBUSY)
+        entry = self._existing(key)
+        if not entry.is_dir:
+            raise FuseOSError(errno.ENOTDIR)
+        if self._children(key):
+            raise FuseOSError(errno.ENOTEMPTY)
+        self._remove_directory(key)
+        return 0
+
+    @_operation
+    def rename(self, old: str, new: str, flags: int = 0) -> int:
+        self._writable()
+        source, target = self._key(old), self._key(new)
+        if not source or not target:
+            raise FuseOSError(errno.EBUSY)
+        moving = self._existing(source)
+        if source == target:
+            return 0
+        if _HIDDEN.match(target[target.rfind("/") + 1 :]) and source in self._files:
+            self._hide(source, target)
+            return 0
+        replaced = self._entry(target)
+        if replaced is not None and flags & RENAME_NOREPLACE:
+            raise FuseOSError(errno.EEXIST)
+        if moving.is_dir:
+            if target.startswith(source + "/"):
+                raise FuseOSError(errno.EINVAL)
+            if replaced is not None:
+                if not replaced.is_dir:
+                    raise FuseOSError(errno.ENOTDIR)
+                if self._children(target):
+                    raise FuseOSError(errno.ENOTEMPTY)
+                self._remove_directory(target)
+            self._move_directory(source, target)
+        else:
+            if replaced is not None and replaced.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            self._move_file(source, target, moving, replaced is not None)
+        self._keep_parent(source)
+        return 0
+
+    def _hide(self, source: str, hidden: str) -> None:
+        """libfuse hides an open file that is unlinked or renamed over: unlink it here."""
+        with self._table:
+            file = self._files.pop(source)
+        stored = file.exists
+        self._detach(file, hidden)
+        if stored:
+            self.store.delete(source)
+        self._meta.set(source, None)
+        self._overrides.move(source, hidden)
+        self._seen.pop(source, None)
+        self._keep_parent(source)
+
+    def _move_file(self, source: str, target: str, moving: Entry, replacing: bool) -> None:
+        with self._table:
+            replaced = self._files.pop(target, None)
+            file = self._files.pop(source, None)
+        if replaced is not None:
+            self._detach(replaced)
+        size = moving.size
+        if file is None:
+            self.store.move(source, target)
+        else:
+            with file.lock:
+                if file.exists:
+                    self.store.move(source, target)
+                elif replacing:
+                    self.store.delete(target)  # the staged copy replaces it on the next flush
+                file.key = target
+                size = file.size
+            with self._table:
+                self._files[target] = file
+        self._meta.set(source, None)
+        self._meta.set(target, Entry(False, size, moving.mtime))
+        self._overrides.move(source, target)
+        # The kernel keeps the inode's pages across a rename: so does the signature.
+        signature = self._seen.pop(source, None)
+        self._seen.pop(target, None)
+        if signature is not None:
+            self._seen[target] = signature
+
+    def _move_directory(self, source: str, target: str) -> None:
+        """Move every key below *source* to *target*, one ``store.move`` each (not atomic)."""
+        self._move_tree(source, target)
+        below = source + "/"
+        with self._table:
+            for key in [k for k in self._files if k.startswith(below)]:
+                file = self._files.pop(key)
+                file.key = target + key[len(source) :]
+                self._files[file.key] = file
+            for key in [k for k in self._extra_dirs if k == source or k.startswith(below)]:
+                self._extra_dirs.discard(key)
+                self._extra_dirs.add(target + key[len(source) :])
+        self._overrides.move(source, target, tree=True)
+        for key in [k for k in self._seen if k.startswith(below)]:
+            self._seen.pop(key, None)
+        self._meta.forget_tree(source)
+        self._meta.forget_tree(target)
+        self._meta.set(source, None)
+        self._meta.set(target, DIRECTORY)
+
+    def _move_tree(self, source: str, target: str) -> None:
+        store = self.store
+        markers = store.supports_directories
+        if markers:
+            store.put_directory(target)
+        for info in list(store.iter_level(source + "/")):
+            rest = info.key[len(source) + 1 :]
+            if info.is_prefix:
+                self._move_tree(join_key(source, rest[:-1]), join_key(target, rest[:-1]))
+            else:
+                with self._table:
+                    open_file = self._files.get(info.key)
+                if open_file is not None and not open_file.exists:
+                    continue  # staged only: re-keyed by the caller
+                store.move(info.key, join_key(target, rest))
+        if markers:
+            store.delete_directory(source)
+
+    # ================================================================== refused
+
+    @_operation
+    def link(self, target: str, source: str) -> int:
+        raise FuseOSError(errno.EPERM)  # a path-keyed store has no inodes to share
+
+    @_operation
+    def symlink(self, target: str, source: str) -> int:
+        raise FuseOSError(errno.EPERM)
+
+
+__all__ = ["KvfsOperations", "UTIME_NOW", "UTIME_OMIT", "MAX_WRITE"]

@@ -1,0 +1,46 @@
+"""The settings of one mount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Default memory for staged writes of all open files together, before spilling to disk.
+DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    """How a store is shown. Every field has a default; see ``docs/mount.rst``.
+
+    ``uid``/``gid`` default to the user who mounts; ``umask`` masks the default modes
+    (``0o666`` files, ``0o777`` directories). ``attr_timeout`` and ``listing_timeout``
+    are cache lifetimes in seconds (also the kernel's entry and attribute timeouts):
+    changes made outside the mount show after at most that long. ``cache_size`` bounds
+    the memory of staged writes; beyond it they go to temporary files in ``cache_dir``
+    (the system's temporary directory when None).
+    """
+
+    read_only: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    umask: int = 0o022
+    attr_timeout: float = 1.0
+    listing_timeout: float = 1.0
+    cache_size: int = DEFAULT_CACHE_SIZE
+    cache_dir: str | None = None
+    allow_other: bool = False
+
+    def __post_init__(self) -> None:
+        if self.attr_timeout < 0 or self.listing_timeout < 0:
+            raise ValueError("cache lifetimes must not be negative")
+        if self.cache_size < 0:
+            raise ValueError("cache_size must not be negative")
+        if not 0 <= self.umask <= 0o777:
+            raise ValueError(f"umask must be between 0 and 0o777, not {self.umask:o}")
+        for name in ("uid", "gid"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative")
+
+
+__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE"]
