@@ -58,6 +58,15 @@ class KeyInfo:
     is_prefix: bool = False
 
 
+def _short_keys_fit(key_limit: object, component_limit: object) -> bool:
+    """Whether limits like these accept every key of up to SHORT_KEY_LENGTH bytes."""
+    return (
+        isinstance(key_limit, int)
+        and key_limit >= SHORT_KEY_LENGTH
+        and (component_limit is None or (isinstance(component_limit, int) and component_limit >= SHORT_KEY_LENGTH))
+    )
+
+
 def _is_bytes_like(data: object) -> bool:
     return isinstance(data, (bytes, bytearray, memoryview))
 
@@ -103,13 +112,21 @@ class KeyValueStore:
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         # Whether every remembered short key (kvfs.keys._KNOWN_VALID) is valid here too,
-        # which lets the hot paths skip the full check for keys seen before.
-        key_limit, component_limit = cls.max_key_length, cls.max_component_length
-        cls._short_keys_valid = (
-            isinstance(key_limit, int)
-            and key_limit >= SHORT_KEY_LENGTH
-            and (component_limit is None or (isinstance(component_limit, int) and component_limit >= SHORT_KEY_LENGTH))
+        # which lets the hot paths skip the full check for keys seen before. A store with
+        # its own key check never takes the shortcut.
+        cls._short_keys_valid = cls._check_valid_key is KeyValueStore._check_valid_key and _short_keys_fit(
+            cls.max_key_length, cls.max_component_length
         )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name in ("max_key_length", "max_component_length"):  # a limit set per store
+            object.__setattr__(
+                self,
+                "_short_keys_valid",
+                type(self)._check_valid_key is KeyValueStore._check_valid_key
+                and _short_keys_fit(self.max_key_length, self.max_component_length),
+            )
 
     _short_keys_valid: ClassVar[bool] = True
 

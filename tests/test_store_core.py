@@ -317,3 +317,30 @@ def test_require_imports_or_names_the_extra():
     with pytest.raises(MissingExtraError, match=r"kvfs\[gcs\]") as caught:
         _extras.require("kvfs_no_such_client.storage", "gcs")
     assert caught.value.package == "kvfs_no_such_client"
+
+
+def test_a_remembered_key_is_still_checked_against_a_lower_limit_set_per_store():
+    # The core remembers keys that passed the rule; a store whose limit is lower, set on
+    # the instance, must still refuse them.
+    roomy = DictStore()
+    roomy.put("remembered-key", b"x")
+    tight = DictStore()
+    tight.max_key_length = 5
+    with pytest.raises(ValueError, match="limit of this store is 5"):
+        tight.put("remembered-key", b"x")
+    with pytest.raises(ValueError, match="limit of this store is 5"):
+        tight.get("remembered-key")
+
+
+def test_a_store_with_its_own_key_check_is_always_asked():
+    class NoTildes(DictStore):
+        def _check_valid_key(self, key):
+            super()._check_valid_key(key)
+            if "~" in key:
+                raise ValueError("no tildes here")
+
+    DictStore().put("a~b", b"x")  # now remembered as valid by the core
+    with pytest.raises(ValueError, match="no tildes"):
+        NoTildes().put("a~b", b"x")
+    with pytest.raises(ValueError, match="no tildes"):
+        NoTildes().get("a~b")
