@@ -39,8 +39,9 @@ from .store import KeyValueStore
 _MASK = "***"
 _TRUE = {"1", "true", "yes", "on", ""}  # a bare ?readonly means yes
 _FALSE = {"0", "false", "no", "off"}
-# Query parameters whose values are secrets, whatever the scheme.
-_SECRET_PARAMETERS = ("password", "secret", "token", "credential")
+# Query parameters whose values are secrets, whatever the scheme: names containing one of
+# these words, or ending in "key" (api_key, sslkey). Masking a harmless value costs little.
+_SECRET_PARAMETERS = ("password", "passwd", "secret", "token", "credential", "auth")
 
 #: The decorator parameters every scheme accepts, in the order they are applied.
 DECORATOR_PARAMETERS = ("prefix", "urlencode", "hmac_secret_env", "readonly")
@@ -65,15 +66,19 @@ def mask_url(url: str) -> str:
                 userinfo = userinfo.split(":", 1)[0] + ":" + _MASK
             netloc = f"{userinfo}@{host}"
         query = parse_qsl(parts.query, keep_blank_values=True)
-        masked_query = [(name, _MASK if _is_secret(name) else value) for name, value in query]
-        return _join(parts._replace(netloc=netloc, query=urlencode(masked_query, safe="/*")))
+        if any(_is_secret(name) for name, _ in query):
+            masked = [(name, _MASK if _is_secret(name) else value) for name, value in query]
+            parts = parts._replace(query=urlencode(masked, safe="/:*"))
+        return _join(parts._replace(netloc=netloc))
     except ValueError:
         return "<unparsable URL>"
 
 
 def _is_secret(name: str) -> bool:
     lowered = name.lower()
-    return any(word in lowered for word in _SECRET_PARAMETERS) and not lowered.endswith("_env")
+    if lowered.endswith("_env"):
+        return False  # names an environment variable, not a secret
+    return lowered.endswith("key") or any(word in lowered for word in _SECRET_PARAMETERS)
 
 
 @dataclass(frozen=True)

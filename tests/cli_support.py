@@ -1,101 +1,99 @@
-"""Helpers for the tests of the ``kvfs`` command: running it, in-process or as a process.
+"""Helpers for the tests of the ``kvfs`` command: running it, and S3 buckets of their own.
 
-Until :mod:`kvfs.url` exists, :func:`install_url_shim` gives ``kvfs.open_store`` a minimal
-stand-in for the URLs these tests use (a directory path, ``file://``, ``sqlite:///``,
-``s3://bucket/prefix`` and ``memory://``); once it exists the real one is used.
+The command opens stores with the real :func:`kvfs.open_store`. An ``s3://`` store finds
+its server either from the URL (``?endpoint_url=...``, credentials as ``KEY:SECRET@``,
+see :func:`moto_store_url`) or from boto3's own environment variables (see
+:func:`s3_environment`); the tests use both.
 
-S3 stores find the moto server through boto3's own environment variables
-(``AWS_ENDPOINT_URL_S3`` and credentials, see :func:`s3_environment`), so the test URLs
-are plain ``s3://bucket/prefix`` whatever query syntax ``kvfs.url`` settles on.
+The moto server keeps its buckets in memory, and other test files restart it: a test
+never relies on a bucket it did not make itself (:func:`fresh_bucket`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
-import kvfs
+from servers import moto_url, require_server
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+ROOT = Path(__file__).resolve().parent.parent
 
-
-def has_url_module() -> bool:
-    """Whether the real :func:`kvfs.open_store` (``kvfs/url.py``) is there."""
-    return importlib.util.find_spec("kvfs.url") is not None
-
-
-def shim_open_store(url: str, **options: object) -> kvfs.KeyValueStore:
-    """A stand-in for :func:`kvfs.open_store`, for the schemes these tests use."""
-    parts = urlsplit(url)
-    if parts.scheme in ("", "file"):
-        from kvfs.fs import FilesystemStore
-
-        return FilesystemStore(parts.path if parts.scheme else url)
-    if parts.scheme == "memory":
-        from kvfs.memory import DictStore
-
-        return DictStore()
-    if parts.scheme == "sqlite":
-        from kvfs.db.sql import SQLAlchemyStore
-
-        return SQLAlchemyStore.from_url(url)
-    if parts.scheme == "s3":
-        from kvfs.net.boto3store import Boto3Store
-
-        prefix = parts.path.lstrip("/")
-        return Boto3Store(parts.netloc, prefix + "/" if prefix and not prefix.endswith("/") else prefix)
-    raise ValueError(f"unknown store URL scheme {parts.scheme!r}")
-
-
-def install_url_shim() -> None:
-    """Make ``kvfs.open_store`` the shim, unless the real one exists."""
-    if not has_url_module():
-        kvfs.open_store = shim_open_store  # type: ignore[attr-defined]
+#: moto accepts any credentials; these are the ones the tests give.
+MOTO_KEY, MOTO_SECRET = "kvfs-test", "kvfs-test-secret"
 
 
 def kvfs_command() -> list[str]:
-    """The argv prefix that runs ``kvfs`` as a separate process (with the shim if needed)."""
-    if has_url_module():
-        return [sys.executable, "-m", "kvfs.cli"]
-    code = (
-        f"import sys; sys.path.insert(0, {str(TESTS)!r}); import cli_support; "
-        "cli_support.install_url_shim(); from kvfs.cli.main import main; main()"
-    )
-    return [sys.executable, "-c", code]
+    """The argv prefix that runs ``kvfs`` as a separate process."""
+    return [sys.executable, "-m", "kvfs.cli"]
 
 
 def s3_environment(endpoint: str) -> dict[str, str]:
-    """Environment variables that point boto3 (and so ``s3://`` stores) at *endpoint*."""
+    """boto3's environment variables that point ``s3://`` stores without options at *endpoint*."""
     return {
         "AWS_ENDPOINT_URL_S3": endpoint,
-        "AWS_ACCESS_KEY_ID": "kvfs-test",
-        "AWS_SECRET_ACCESS_KEY": "kvfs-test-secret",
+        "AWS_ACCESS_KEY_ID": MOTO_KEY,
+        "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
 
 
-def new_bucket(endpoint: str) -> str:
-    """Create a bucket with a fresh name on the S3 server at *endpoint*; return its name."""
+def moto_store_url(bucket: str, prefix: str = "") -> str:
+    """An ``s3://`` URL of *bucket*/*prefix* on moto, endpoint and credentials in the URL."""
+    return f"s3://{MOTO_KEY}:{MOTO_SECRET}@{bucket}/{prefix}?endpoint_url={moto_url()}"
+
+
+def s3_client(endpoint: str) -> Any:
+    """A plain boto3 client of the S3 server at *endpoint*, to look behind the command."""
     import boto3
 
-    name = f"kvfs-cli-{uuid.uuid4().hex[:12]}"
-    env = s3_environment(endpoint)
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_SECRET,
+        region_name="us-east-1",
     )
+
+
+@contextmanager
+def fresh_bucket(prefix: str = "kvfs-cli") -> Iterator[str]:
+    """A new bucket with a unique name on moto for one test; emptied and removed after it.
+
+    Skips (fails under ``CI=true``) when moto does not answer.
+    """
+    require_server("moto")
+    client = s3_client(moto_url())
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
-    return name
+    client.close()
+    try:
+        yield name
+    finally:
+        remove_bucket(name)
+
+
+def remove_bucket(name: str) -> None:
+    """Delete bucket *name* on moto and everything in it; a bucket that is not there is fine."""
+    from botocore.exceptions import ClientError
+
+    client = s3_client(moto_url())
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                client.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})
+        client.delete_bucket(Bucket=name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
+    finally:
+        client.close()
 
 
 def run_kvfs(
@@ -114,12 +112,6 @@ def run_kvfs(
         cwd=ROOT,
         timeout=timeout,
     )
-
-
-def use_url_shim(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """In-process: give ``kvfs.open_store`` the shim for this test, unless the real one exists."""
-    if not has_url_module():
-        monkeypatch.setitem(vars(kvfs), "open_store", shim_open_store)
 
 
 def invoke(args: Sequence[str], input: bytes | str | None = None):  # type: ignore[no-untyped-def]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 
+import urllib.request
+
 import pytest
-from cli_support import invoke, use_url_shim
+from cli_support import fresh_bucket, invoke, moto_store_url, remove_bucket, s3_client, s3_environment
+from servers import moto_url
 
 from kvfs.fs import FilesystemStore
-
-
-@pytest.fixture(autouse=True)
-def _urls(monkeypatch):
-    use_url_shim(monkeypatch)
 
 
 @pytest.fixture
@@ -144,6 +142,47 @@ def test_url_of_a_store_without_urls_fails_with_one_line(tmp_path):
     result = invoke(["url", f"sqlite:///{tmp_path}/x.db", "k"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "cannot give URLs" in result.stderr
+
+
+# ---------------------------------------------------------------------- S3
+
+
+@pytest.fixture
+def bucket():
+    with fresh_bucket() as name:
+        yield name
+
+
+def test_s3_store_named_by_url_options_or_by_boto3_environment(bucket, monkeypatch):
+    by_url = moto_store_url(bucket, "photos")
+    assert invoke(["put", by_url, "2024/cat.jpg"], input=b"meow").exit_code == 0
+    names = [item["Key"] for item in s3_client(moto_url()).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert names == ["photos/2024/cat.jpg"]  # the URL's path is a directory of the bucket
+
+    for key, value in s3_environment(moto_url()).items():
+        monkeypatch.setenv(key, value)
+    for url in (f"s3://{bucket}/photos", f"s3://{bucket}/photos/", by_url):
+        assert invoke(["cat", url, "2024/cat.jpg"]).stdout_bytes == b"meow"
+        assert invoke(["ls", "-r", url]).stdout.splitlines() == ["2024/cat.jpg"]
+    assert invoke(["ls", f"s3://{bucket}"]).stdout.splitlines() == ["photos/"]
+    assert invoke(["ls", "-r", f"s3://{bucket}/photos/2024"]).stdout.splitlines() == ["cat.jpg"]
+
+    presigned = invoke(["url", f"s3://{bucket}/photos", "2024/cat.jpg"]).stdout.strip()
+    with urllib.request.urlopen(presigned, timeout=30) as response:
+        assert response.read() == b"meow"
+
+
+def test_a_missing_bucket_is_created_only_when_the_url_says_so(bucket):
+    name = f"{bucket}-new"  # unique too, and no bucket yet
+    url = moto_store_url(name, "p")
+    refused = invoke(["put", url, "k"], input=b"v")
+    assert refused.exit_code == 1 and "NoSuchBucket" in refused.stderr
+    assert "kvfs-test-secret" not in refused.stderr and "kvfs-test:***@" in refused.stderr
+    try:
+        assert invoke(["put", f"{url}&create=1", "k"], input=b"v").exit_code == 0
+        assert invoke(["cat", url, "k"]).stdout_bytes == b"v"
+    finally:
+        remove_bucket(name)
 
 
 def test_every_verb_has_help_with_examples():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from cli_support import invoke, run_kvfs, use_url_shim
+import subprocess
+import sys
 
-import kvfs
+import pytest
+from cli_support import invoke, run_kvfs
+
 from kvfs.cli.errors import (
     EXIT_FAILED,
     EXIT_MISSING_EXTRA,
@@ -13,7 +15,6 @@ from kvfs.cli.errors import (
     EXIT_USAGE,
     display_url,
 )
-from kvfs.errors import MissingExtraError
 from kvfs.fs import FilesystemStore
 
 
@@ -31,6 +32,10 @@ CASES = {
     "invalid key": (["cat", "{store}", "bad//key"], EXIT_USAGE, "bad//key"),
     "key climbing out": (["get", "{store}", "../etc/passwd", "-"], EXIT_USAGE, "../etc/passwd"),
     "unknown scheme": (["ls", "nope://where/x"], EXIT_USAGE, "nope://where/x"),
+    "not a URL": (["cat", "c:data", "k"], EXIT_USAGE, "c:data"),
+    "unknown parameter": (["ls", "memory://?colour=blue"], EXIT_USAGE, "colour"),
+    "bad flag value": (["ls", "file://{store}?readonly=maybe"], EXIT_USAGE, "readonly"),
+    "no bucket": (["ls", "s3:///prefix"], EXIT_USAGE, "no bucket"),
     "unknown option": (["ls", "--bogus", "{store}"], EXIT_USAGE, "--bogus"),
     "unknown verb": (["frobnicate"], EXIT_USAGE, "frobnicate"),
     "missing argument": (["cat", "{store}"], EXIT_USAGE, "KEY"),
@@ -63,25 +68,47 @@ def test_debug_shows_the_traceback(store):
     assert b"Traceback" in result.stderr and b"KeyNotFoundError" in result.stderr
 
 
-def test_a_missing_package_exits_4_naming_the_extra(monkeypatch):
-    def open_store(url, **options):
-        raise MissingExtraError("google-cloud-storage", "gcs")
+@pytest.mark.parametrize(
+    ("blocked", "url", "extra"),
+    [("boto3", "s3://bucket/prefix", "s3"), ("google.cloud.storage", "gs://bucket/prefix", "gcs")],
+)
+def test_a_missing_package_exits_4_naming_the_extra(blocked, url, extra):
+    # As if the package were not installed: the import fails inside the real open_store.
+    code = f"import sys; sys.modules[{blocked!r}] = None; from kvfs.cli.main import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "ls", url], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == EXIT_MISSING_EXTRA, result.stderr
+    assert f"pip install 'kvfs[{extra}]'" in result.stderr and url in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
-    monkeypatch.setitem(vars(kvfs), "open_store", open_store)
-    result = invoke(["ls", "gs://bucket/prefix"])
-    assert result.exit_code == EXIT_MISSING_EXTRA
-    assert "kvfs[gcs]" in result.stderr and "gs://bucket/prefix" in result.stderr
+
+def test_a_url_is_named_once_in_its_error():
+    result = run_kvfs(["ls", "nope://where/x"])
+    assert result.stderr.decode().count("nope://where/x") == 1
 
 
-def test_passwords_never_appear_in_messages(monkeypatch):
-    use_url_shim(monkeypatch)
-    result = invoke(["ls", "nope://alice:hunter2@host/db?secret_key=s3cr3t&region=eu"])
-    assert result.exit_code == EXIT_USAGE
-    assert "hunter2" not in result.stderr and "s3cr3t" not in result.stderr
-    assert "alice:***@host" in result.stderr and "region=eu" in result.stderr
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("nope://alice:hunter2@host/db?secret_key=s3cr3t&region=eu", EXIT_USAGE),
+        ("s3://alice:hunter2@bucket/p?create=maybe&api_key=s3cr3t", EXIT_USAGE),
+        ("s3://alice:hunter2@bucket/p?sessiontoken=s3cr3t", EXIT_USAGE),
+        ("redis://alice:hunter2@127.0.0.1:9/0?password=s3cr3t&socket_connect_timeout=2", EXIT_FAILED),
+    ],
+)
+def test_secrets_never_appear_in_messages(url, code):
+    result = run_kvfs(["--debug", "ls", url], timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == code, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "alice:***@" in last
+    assert "hunter2" not in last and "s3cr3t" not in last
 
 
 def test_display_url_hides_only_secrets():
+    assert display_url("s3://b/p?endpoint_url=http://h:1&region=eu") == "s3://b/p?endpoint_url=http://h:1&region=eu"
+    assert display_url("redis://h/0?hmac_secret_env=NAME&sslkey=/k.pem") == "redis://h/0?hmac_secret_env=NAME&sslkey=***"
     assert display_url("/plain/path") == "/plain/path"
     assert display_url("redis://h:6379/0") == "redis://h:6379/0"
     assert display_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"

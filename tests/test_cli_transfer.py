@@ -12,28 +12,33 @@ import struct
 import subprocess
 import termios
 import time
+import uuid
 
 import pytest
 from cli_support import (
+    MOTO_SECRET,
+    fresh_bucket,
     invoke,
     kvfs_command,
-    new_bucket,
+    moto_store_url,
     run_kvfs,
+    s3_client,
     s3_environment,
-    use_url_shim,
 )
 from servers import moto_url, require_server
 from test_transfer import FailingPuts
 
-import kvfs
+import kvfs.cli.stores
 from kvfs.db.sql import SQLAlchemyStore
 from kvfs.errors import BackendError
 from kvfs.fs import FilesystemStore
 
 
-@pytest.fixture(autouse=True)
-def _urls(monkeypatch):
-    use_url_shim(monkeypatch)
+@pytest.fixture
+def bucket():
+    """A bucket of this test's own on moto (moto forgets every bucket when restarted)."""
+    with fresh_bucket() as name:
+        yield name
 
 
 def fill_directory(root, count, seed=0, sizes=(0, 1, 100, 4000, 70000)):
@@ -148,16 +153,16 @@ def test_sync_refuses_an_empty_source(tmp_path):
 def test_sync_stopped_by_failing_writes_completes_when_rerun(tmp_path, monkeypatch):
     values = fill_directory(tmp_path / "src", 50)
     dst_url = str(tmp_path / "dst")
-    opened = kvfs.open_store
+    opened = kvfs.cli.stores.open_store
 
     def open_failing(url, **options):
         store = opened(url, **options)
         return FailingPuts(store, limit=20) if url == dst_url else store
 
-    monkeypatch.setitem(vars(kvfs), "open_store", open_failing)
+    monkeypatch.setattr(kvfs.cli.stores, "open_store", open_failing)
     broken = invoke(["sync", "--jobs", "3", str(tmp_path / "src"), dst_url])
     assert broken.exit_code == 1 and "30 of 50 key(s) failed" in broken.stderr
-    monkeypatch.setitem(vars(kvfs), "open_store", opened)
+    monkeypatch.setattr(kvfs.cli.stores, "open_store", opened)
     rerun = invoke(["sync", str(tmp_path / "src"), dst_url])
     assert rerun.exit_code == 0
     assert "copied 30 key(s)" in rerun.stderr and "skipped 20" in rerun.stderr
@@ -256,29 +261,25 @@ def digests(store):
     return {key: hashlib.sha256(store.get(key)).hexdigest() for key in store.keys()}
 
 
-def test_migrate_1000_keys_local_to_s3_to_sqlite(tmp_path):
-    require_server("moto")
-    endpoint = moto_url()
-    bucket = new_bucket(endpoint)
-    env = s3_environment(endpoint)
+def test_migrate_1000_keys_local_to_s3_to_sqlite(tmp_path, bucket):
     rng = random.Random(1000)
     local = FilesystemStore(tmp_path / "local")
+    large = {0: 1 << 20, 333: 3 << 20, 666: 5 << 20, 999: 8 << 20}  # 8 MiB: a multipart upload
     for i in range(1000):
-        # Mostly small values, a few large ones up to 8 MiB, and empty ones.
-        size = rng.choice([0, rng.randrange(1, 16384)]) if i % 334 else rng.randrange(1 << 20, 8 << 20)
-        if i == 999:
-            size = 8 << 20
+        # Mostly small values (a third of them empty), and a few large ones.
+        size = large.get(i, rng.choice([0, rng.randrange(1, 4096), rng.randrange(1, 4096)]))
         local.put(f"set{i % 10}/group{i % 7}/blob{i:04d}.bin", rng.randbytes(size))
-    s3 = f"s3://{bucket}/migrated"
+    s3 = moto_store_url(bucket, "migrated")  # endpoint and credentials in the URL
     sqlite = f"sqlite:///{tmp_path}/back.db"
 
-    up = run_kvfs(["sync", str(tmp_path / "local"), s3], env=env)
+    up = run_kvfs(["sync", str(tmp_path / "local"), s3])
     assert up.returncode == 0, up.stderr.decode()
     assert b"copied 1000 key(s)" in up.stderr
 
-    down = run_kvfs(["cp", s3, sqlite], env=env)
+    down = run_kvfs(["cp", s3, sqlite])
     assert down.returncode == 0, down.stderr.decode()
     assert b"copied 1000 key(s)" in down.stderr
+    assert MOTO_SECRET.encode() not in up.stderr + down.stderr
 
     back = SQLAlchemyStore.from_url(sqlite)
     try:
@@ -288,11 +289,8 @@ def test_migrate_1000_keys_local_to_s3_to_sqlite(tmp_path):
         back.close()
 
 
-def test_a_killed_upload_to_s3_resumes(tmp_path):
-    require_server("moto")
-    endpoint = moto_url()
-    bucket = new_bucket(endpoint)
-    env = s3_environment(endpoint)
+def test_a_killed_upload_to_s3_resumes(tmp_path, bucket):
+    env = s3_environment(moto_url())  # endpoint and credentials from boto3's variables
     values = fill_directory(tmp_path / "src", 60, sizes=(200_000, 400_000))
     s3 = f"s3://{bucket}/resume"
     process = subprocess.Popen(
@@ -302,11 +300,7 @@ def test_a_killed_upload_to_s3_resumes(tmp_path):
         env={**os.environ, **env},
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )
-    import boto3
-
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
-    )
+    client = s3_client(moto_url())
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -317,6 +311,7 @@ def test_a_killed_upload_to_s3_resumes(tmp_path):
     finally:
         process.wait(30)
     arrived = client.list_objects_v2(Bucket=bucket, Prefix="resume/").get("KeyCount", 0)
+    client.close()
     rerun = run_kvfs(["sync", str(tmp_path / "src"), s3], env=env)
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert f"copied {60 - arrived} key(s)".encode() in rerun.stderr
@@ -325,25 +320,27 @@ def test_a_killed_upload_to_s3_resumes(tmp_path):
     assert sorted(listing.stdout.decode().split()) == sorted(values)
 
 
-def test_unreachable_s3_server_is_one_line_naming_the_url(tmp_path):
+def test_unreachable_s3_server_is_one_line_naming_the_url_without_its_secret(tmp_path):
     fill_directory(tmp_path / "src", 2)
-    env = s3_environment("http://127.0.0.1:9")  # the discard port: nothing listens
-    result = run_kvfs(["cp", str(tmp_path / "src"), "s3://nowhere/x"], env=env)
+    # The discard port: nothing listens. One attempt, so the failure comes quickly.
+    dest = "s3://kvfs-test:TOPSECRET@nowhere/x?endpoint_url=http://127.0.0.1:9&max_attempts=1"
+    result = run_kvfs(["cp", str(tmp_path / "src"), dest])
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "s3://nowhere/x" in lines[0]
-    assert b"Traceback" not in result.stderr
+    assert len(lines) == 1 and "s3://kvfs-test:***@nowhere/x" in lines[0]
+    assert b"TOPSECRET" not in result.stderr and b"Traceback" not in result.stderr
 
 
-def test_wrong_s3_credentials_are_one_line(tmp_path):
+def test_wrong_s3_credentials_are_one_line():
     require_server("seaweed")
     from servers import seaweed_url
 
     env = {**s3_environment(seaweed_url()), "AWS_SECRET_ACCESS_KEY": "wrong-secret"}
-    result = run_kvfs(["ls", "s3://kvfs-cli-denied/x"], env=env)
+    url = f"s3://kvfs-cli-denied-{uuid.uuid4().hex[:12]}/x"
+    result = run_kvfs(["ls", url], env=env)
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "s3://kvfs-cli-denied/x" in lines[0]
+    assert len(lines) == 1 and url in lines[0]
     assert b"wrong-secret" not in result.stderr and b"Traceback" not in result.stderr
 
 

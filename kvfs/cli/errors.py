@@ -9,14 +9,13 @@ traceback is shown only with ``kvfs --debug``.
 from __future__ import annotations
 
 import errno
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
 from ..errors import InvalidKeyError, KeyNotFoundError, KvfsError, MissingExtraError, ReadOnlyError
+from ..url import mask_url
 
 #: Everything worked.
 EXIT_OK = 0
@@ -42,31 +41,13 @@ class CliError(click.ClickException):
         self.exit_code = exit_code
 
 
-# Query parameters whose values are secrets (credentials, HMAC keys): never echoed.
-_SECRET_PARAMETER = re.compile(r"secret|passw|token|key|credential|auth", re.IGNORECASE)
-
-
 def display_url(url: str) -> str:
-    """*url* as it may be shown in a message: password and secret parameters replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_PARAMETER.search(name) for name, _ in pairs):
-            query = urlencode(
-                [(name, "***" if _SECRET_PARAMETER.search(name) else value) for name, value in pairs],
-                safe="*/:",
-            )
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """*url* as it may be shown in a message: passwords and secret parameters as ``***``.
+
+    The one masking rule of :func:`kvfs.url.mask_url`, so the command never shows more
+    than ``open_store``'s own messages do.
+    """
+    return mask_url(url)
 
 
 def describe(error: BaseException, url: str | None = None, key: str | None = None) -> CliError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..store import KeyValueStore
+from ..url import open_store
 from .errors import EXIT_USAGE, CliError, describe, display_url
 
 
@@ -10,20 +11,27 @@ def open_url(url: str) -> KeyValueStore:
     """Open the store at *url* with :func:`kvfs.open_store`.
 
     Raises :class:`~kvfs.cli.errors.CliError`: exit code 2 for a URL that cannot be
-    parsed or names an unknown scheme, 4 when the backend's package is missing, 1 when
-    the store cannot be opened (a server that does not answer, wrong credentials).
+    parsed, names an unknown scheme or has a bad parameter (``ValueError``), 4 when the
+    backend's package is missing, 1 when the store cannot be opened (a server that does
+    not answer, wrong credentials).
     """
     if not url:
         raise CliError("the store URL is empty", EXIT_USAGE)
     try:
-        from .. import open_store
-
         return open_store(url)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         problem = describe(error, url)
         if isinstance(error, ValueError) and not isinstance(error, KeyError):
-            problem.message = f"bad store URL {display_url(url)!r}: {error}"
+            problem.message = f"bad store URL: {_naming_the_url(str(error), url)}"
         raise problem from error
+
+
+def _naming_the_url(reason: str, url: str) -> str:
+    """*reason*, led by the (masked) URL unless it already names it, as open_store's do."""
+    shown = display_url(url)
+    if shown in reason or shown.split("?", 1)[0] in reason:
+        return reason
+    return f"{shown}: {reason}"
 
 
 __all__ = ["open_url"]
