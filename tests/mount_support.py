@@ -22,7 +22,7 @@ from kvfs.store import KeyValueStore
 #: Store kinds every mount behaviour is tested on.
 STORE_KINDS = ["dict", "fs", "sql"]
 #: Store kinds on test servers, for the tests of whole programs and of interplay.
-SERVER_KINDS = ["s3"]
+SERVER_KINDS = ["s3", "gcs"]
 
 
 def require_fuse() -> None:
@@ -72,6 +72,23 @@ def make_store(kind: str, root: pathlib.Path) -> KeyValueStore:
             endpoint_url=moto_url(), region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         return Boto3Store("kvfs-mount-tests", f"{uuid.uuid4().hex}/", client=client, create_if_missing=True)
+    if kind == "gcs":
+        storage = pytest.importorskip("google.cloud.storage")
+        import uuid
+
+        from google.auth.credentials import AnonymousCredentials
+        from servers import gcs_url, require_server
+
+        from kvfs.net.gcstore import GoogleCloudStore
+
+        require_server("gcs")
+        # The emulator named as the client's endpoint: no process-wide STORAGE_EMULATOR_HOST.
+        client = storage.Client(
+            project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url()}
+        )
+        return GoogleCloudStore(
+            AnonymousCredentials(), "kvfs-mount-tests", project="test", prefix=f"{uuid.uuid4().hex}/", client=client
+        )
     raise ValueError(kind)
 
 

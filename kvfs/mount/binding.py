@@ -54,14 +54,42 @@ _thread_state = threading.local()
 # readdir flags of libfuse3 (fuse.h).
 _READDIR_PLUS = 1
 _FILL_DIR_PLUS = 2
+_STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
+# A memoryview over raw memory, without a ctypes array type per size (ctypes caches
+# those for ever): libfuse's read and write buffers, valid during one request.
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_PYBUF_READ, _PYBUF_WRITE = 0x100, 0x200
+_TIMES = (("st_atime", "st_atimespec"), ("st_mtime", "st_mtimespec"), ("st_ctime", "st_ctimespec"))
+_PLAIN_FIELDS = ("st_mode", "st_nlink", "st_size", "st_uid", "st_gid", "st_blocks", "st_blksize")
+
+
+def fill_stat(st: mfusepy.c_stat, attributes: dict) -> None:
+    """Fill a zeroed ``struct stat`` from the operations' attributes (times in ns).
+
+    What ``mfusepy.set_st_attrs`` does for the fields the mount sets, without probing
+    every name: ``getattr`` is the most frequent request.
+    """
+    for name in _PLAIN_FIELDS:
+        value = attributes.get(name)
+        if value is not None:
+            setattr(st, name, value)
+    for name, field in _TIMES:
+        value = attributes.get(name)
+        if value is not None:
+            timespec = getattr(st, field)
+            timespec.tv_sec, timespec.tv_nsec = divmod(value, 1_000_000_000)
 
 
 class KvfsFUSE(mfusepy.FUSE):
-    """mfusepy's FUSE, passing what its libfuse3 wrappers drop, and faster on threads.
+    """mfusepy's FUSE, passing what its libfuse3 wrappers drop, and faster.
 
     Each ctypes callback on a thread Python did not start (libfuse's workers) makes and
     destroys a Python thread state; keeping one per worker thread (an unmatched
-    ``PyGILState_Ensure``) makes every request cheaper.
+    ``PyGILState_Ensure``) makes every request cheaper. ``getattr`` fills the stat
+    buffer directly; ``read`` and ``write`` pass a view of libfuse's buffer instead of
+    copies.
 
     mfusepy ignores the file handle of ``truncate``/``chmod``/``chown``/``utimens`` and
     the flags of ``rename``. With ``nullpath_ok`` an open file that was unlinked has no
@@ -76,18 +104,48 @@ class KvfsFUSE(mfusepy.FUSE):
         return super()._wrapper(func, *args, **kwargs)
 
     def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
-        # mfusepy fills only names and types. For READDIRPLUS the operations give full
-        # attributes, passed with FUSE_FILL_DIR_PLUS, so the kernel skips a LOOKUP per name.
-        if not flags & _READDIR_PLUS:
-            return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
-        entries = self.operations.readdir_attributes(self._decode(path), fip.contents.fh)
+        # mfusepy fills only names and types, at offset 0. libfuse 3.14 drops the
+        # attributes of READDIRPLUS entries filled at offset 0, so the kernel would send a
+        # LOOKUP per name anyway: entries are filled with offsets (entry i has i + 1), page
+        # by page, until libfuse's buffer is full; the next call resumes at its offset.
+        plus = bool(flags & _READDIR_PLUS)
+        fill_flags = _FILL_DIR_PLUS if plus else 0
+        decoded, fh = self._decode(path), fip.contents.fh
         st = mfusepy.c_stat()
-        for name, attributes in entries:
-            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
-            mfusepy.set_st_attrs(st, attributes, use_ns=True)
-            if filler(buf, name.encode(self.encoding, self.errors), st, 0, _FILL_DIR_PLUS) != 0:
-                break
+        while True:
+            page = self.operations.readdir_page(decoded, fh, offset, plus)
+            for name, attributes in page:
+                offset += 1
+                ctypes.memset(ctypes.byref(st), 0, _STAT_SIZE)
+                fill_stat(st, attributes)
+                if filler(buf, name.encode(self.encoding, self.errors), st, offset, fill_flags) != 0:
+                    return 0
+            if not page:
+                return 0
+
+    def getattr_fuse_3(self, path, buf, fip):
+        attributes = self.operations.getattr(self._decode(path), fip.contents if fip else None)
+        ctypes.memset(buf, 0, _STAT_SIZE)
+        fill_stat(buf.contents, attributes)
         return 0
+
+    def write(self, path, buf, size, offset, fip):
+        # mfusepy copies the request into a bytes object; a view of libfuse's buffer
+        # spares that copy of every (up to 1 MiB) write. The view is only valid during
+        # the call: the operations copy what they keep.
+        address = ctypes.cast(buf, ctypes.c_void_p).value
+        if not size or address is None:
+            return self.operations.write(self._decode(path), b"", offset, fip.contents)
+        with _memory_view(address, size, _PYBUF_READ) as data:
+            return self.operations.write(self._decode(path), data, offset, fip.contents)
+
+    def read(self, path, buf, size, offset, fip):
+        # Read straight into libfuse's buffer: no bytes object, no copy of it.
+        address = ctypes.cast(buf, ctypes.c_void_p).value
+        if not size or address is None:
+            return 0
+        with _memory_view(address, size, _PYBUF_WRITE) as buffer:
+            return self.operations.read_into(self._decode(path), buffer, offset, fip.contents)
 
     def _decode(self, path: bytes | None) -> str | None:
         return None if path is None else path.decode(self.encoding, self.errors)

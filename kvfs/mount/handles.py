@@ -1,10 +1,11 @@
 """The open-file cache: staged writes shared by every handle on a file, and read-ahead.
 
 A file opened in the mount is an :class:`OpenFile`, shared by all its handles. While
-nobody writes, reads go to the store (``get_range``) through a per-handle
-:class:`ReadAhead` buffer. The first write, truncate or append makes a staged copy
-(:class:`StagedData`): in memory while the mount's staged bytes stay within its memory
-budget, else in a temporary file on local disk. The old value is fetched into it only
+nobody writes, reads go to the store through a per-handle :class:`ReadAhead`: ``pread``
+on the value's own file where the store keeps local files, else ``get_range`` through a
+read-ahead buffer. The first write, truncate or append makes a staged copy
+(:class:`StagedData`): in memory while it is small and the mount's staged bytes stay
+within its memory budget, else in a temporary file on local disk. The old value is fetched into it only
 when the write needs it (not after ``O_TRUNC`` or ``create``). The staged copy is
 uploaded with one ``put``/``put_file`` on flush, fsync and release; until then the
 store keeps the old value.
@@ -28,6 +29,10 @@ _COPY_LIMIT = 4 * 1024 * 1024
 CHUNK = 1024 * 1024
 #: Reads start with this much read-ahead once a second sequential read is seen.
 MIN_READ_AHEAD = 256 * 1024
+#: A staged copy growing past this size moves to a temporary file even within the
+#: memory budget: writing it is then one copy into the page cache (no growing buffer),
+#: and a store that takes a file name (FilesystemStore) uploads it with a copy in the kernel.
+MEMORY_FILE_LIMIT = 8 * 1024 * 1024
 
 
 class MemoryBudget:
@@ -52,7 +57,9 @@ class MemoryBudget:
 
 
 class StagedData:
-    """A file's new content: a ``bytearray`` within the budget, else a temporary file.
+    """A file's new content: a ``bytearray`` while small and within the budget, else a temporary file.
+
+    "Small" is up to :data:`MEMORY_FILE_LIMIT`.
 
     Not thread-safe on its own: the owning :class:`OpenFile` serialises access.
     """
@@ -67,18 +74,21 @@ class StagedData:
 
     # ------------------------------------------------------------------ access
 
-    def read(self, offset: int, size: int) -> bytes:
+    def read_into(self, offset: int, buffer: memoryview) -> int:
+        """Copy the content from *offset* into *buffer*; return how many bytes that was."""
         if offset >= self.size:
-            return b""
-        size = min(size, self.size - offset)
+            return 0
+        size = min(len(buffer), self.size - offset)
         if self._memory is not None:
-            return bytes(self._memory[offset : offset + size])
-        return os.pread(self._fd, size, offset)
+            with memoryview(self._memory) as view:  # released at once: the buffer may grow
+                buffer[:size] = view[offset : offset + size]
+            return size
+        return os.preadv(self._fd, [buffer[:size]], offset)
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         end = offset + len(data)
         if self._memory is not None:
-            if end > self._reserved and not self._reserve(end):
+            if end > MEMORY_FILE_LIMIT or (end > self._reserved and not self._reserve(end)):
                 self._spill()
             else:
                 memory = self._memory
@@ -97,7 +107,7 @@ class StagedData:
         if self._memory is not None:
             if length <= len(self._memory):
                 del self._memory[length:]
-            elif length > self._reserved and not self._reserve(length):
+            elif length > MEMORY_FILE_LIMIT or (length > self._reserved and not self._reserve(length)):
                 self._spill()
                 os.ftruncate(self._fd, length)
             else:
@@ -240,32 +250,82 @@ class OpenFile:
 
 
 class ReadAhead:
-    """A per-handle buffer for reads from the store, growing on sequential access."""
+    """A per-handle reader of a stored value.
 
-    def __init__(self) -> None:
+    On a store that keeps values in local files (``open`` gives a file with a
+    descriptor: FilesystemStore) the handle opens the value once, at its first read, and
+    reads it with ``pread``, as a program on a local disk reads a file it holds open.
+    Elsewhere each read is a ``get_range`` through a buffer that grows on sequential
+    reads. *local* is shared by the mount's handles: whether the store gives local files
+    (None until the first read finds out).
+    """
+
+    def __init__(self, local: LocalValues) -> None:
         self.lock = threading.Lock()
+        self._local = local
+        self._fd = -1
         self._data = b""
         self._start = 0
         self._next = -1  # where a sequential read would start
         self._window = 0
 
-    def read(self, store: KeyValueStore, key: str, offset: int, size: int) -> bytes:
+    def read_into(self, store: KeyValueStore, key: str, offset: int, buffer: memoryview) -> int:
+        """Read from *offset* into *buffer*; return how many bytes were read (0 at the end)."""
         with self.lock:
-            start, data = self._start, self._data
-            if start <= offset and offset + size <= start + len(data):
-                self._next = offset + size
-                return data[offset - start : offset - start + size]
-            if offset == self._next or (start <= offset <= start + len(data) and data):
-                self._window = min(max(2 * self._window, MIN_READ_AHEAD), MAX_READ_AHEAD)
-            else:
-                self._window = 0
-            fetched = store.get_range(key, offset, max(size, self._window))
-            self._data, self._start, self._next = fetched, offset, offset + size
-            return fetched[:size]
+            if self._fd < 0 and self._local.enabled is not False:
+                self._fd = self._local.open(store, key)
+            if self._fd >= 0:
+                return os.preadv(self._fd, [buffer], offset)  # no copy in Python
+            data = self._read(store, key, offset, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _read(self, store: KeyValueStore, key: str, offset: int, size: int) -> bytes:
+        start, data = self._start, self._data
+        if start <= offset and offset + size <= start + len(data):
+            self._next = offset + size
+            return data[offset - start : offset - start + size]
+        if offset == self._next or (start <= offset <= start + len(data) and data):
+            self._window = min(max(2 * self._window, MIN_READ_AHEAD), MAX_READ_AHEAD)
+        else:
+            self._window = 0
+        fetched = store.get_range(key, offset, max(size, self._window))
+        self._data, self._start, self._next = fetched, offset, offset + size
+        return fetched[:size]
 
     def clear(self) -> None:
+        """Forget what was read (also the open value); the reader stays usable."""
         with self.lock:
             self._data, self._next, self._window = b"", -1, 0
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+class LocalValues:
+    """Whether a store keeps its values in local files, found out by the first read."""
+
+    def __init__(self) -> None:
+        #: True or False once known.
+        self.enabled: bool | None = None
+
+    def open(self, store: KeyValueStore, key: str) -> int:
+        """A new descriptor of *key*'s value, or -1 if the store does not give local files.
+
+        Raises what ``store.open`` raises (``KeyError`` for a missing key).
+        """
+        value = store.open(key)
+        try:
+            fd = os.dup(value.fileno())
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            # Asked once per mount (a store streaming its values opens one for nothing):
+            # a store without local files then reads by get_range.
+            self.enabled = False
+            return -1
+        finally:
+            value.close()
+        self.enabled = True
+        return fd
 
 
 class Handle:
@@ -273,10 +333,10 @@ class Handle:
 
     __slots__ = ("file", "writable", "reader")
 
-    def __init__(self, file: OpenFile, writable: bool) -> None:
+    def __init__(self, file: OpenFile, writable: bool, local: LocalValues) -> None:
         self.file = file
         self.writable = writable
-        self.reader = ReadAhead()
+        self.reader = ReadAhead(local)
 
 
-__all__ = ["MemoryBudget", "StagedData", "OpenFile", "ReadAhead", "Handle", "MAX_READ_AHEAD"]
+__all__ = ["MemoryBudget", "StagedData", "OpenFile", "ReadAhead", "LocalValues", "Handle", "MAX_READ_AHEAD"]

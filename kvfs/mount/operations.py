@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from ..errors import NotADirectoryKeyError, ReadOnlyError
 from ..store import KeyValueStore
 from .binding import RENAME_NOREPLACE, mfusepy
-from .handles import Handle, MemoryBudget, OpenFile
+from .handles import Handle, LocalValues, MemoryBudget, OpenFile
 from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache
 from .options import MountOptions
 from .paths import (
@@ -50,6 +50,15 @@ UTIME_OMIT = (1 << 30) - 2
 
 #: Largest write request the kernel is asked to send.
 MAX_WRITE = 1024 * 1024
+#: Paths whose keys are remembered (every request names a path; the mapping is fixed).
+_KEY_CACHE_SIZE = 100_000
+#: Lately released keys remembered (see ``rename``); a few suffice, the race is short.
+_RELEASED_SIZE = 1000
+#: Directory entries handed to libfuse per call of ``readdir_page``.
+_READDIR_PAGE = 256
+#: libfuse3's capability bit (fuse_common.h) that lets the kernel choose READDIRPLUS
+#: only for a directory's first chunk of entries.
+_CAP_READDIRPLUS_AUTO = 1 << 14
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -72,6 +81,11 @@ def _errno_for(error: BaseException) -> int | None:
     if isinstance(error, ValueError):
         return errno.EINVAL
     return None
+
+
+def _shown(component: str) -> str:
+    """The name a listing shows for *component* (``.`` and ``..`` as they are)."""
+    return component if component in (".", "..") else component_name(component)
 
 
 def _operation(method: _F) -> _F:
@@ -118,11 +132,16 @@ class KvfsOperations(mfusepy.Operations):
         self._meta = MetadataCache(options.attr_timeout, options.listing_timeout)
         self._overrides = AttributeOverrides()
         self._budget = MemoryBudget(options.cache_size)
+        self._local_values = LocalValues()
+        self._keys: dict[str, str] = {}  # path -> key, see _key
+        # Keys whose last handle was released lately (libfuse may still hide them, see rename).
+        self._released: set[str] = set()
         self._cache_dir = options.cache_dir
         # Open files by key, and handles by number; _table guards both and _extra_dirs.
         self._files: dict[str, OpenFile] = {}
         self._handles: dict[int, Handle] = {}
-        self._directories: dict[int, str] = {}  # open directories: handle -> key
+        # Open directories: handle -> [key, the listing served to it (None until read)].
+        self._directories: dict[int, list[Any]] = {}
         self._table = threading.Lock()
         self._numbers = itertools.count(1)
         # Directories known only to this mount: every one on stores without directory
@@ -137,6 +156,10 @@ class KvfsOperations(mfusepy.Operations):
     def init_with_config(self, conn: Any, config: Any) -> None:
         if conn is not None:
             conn.max_write = MAX_WRITE
+            # Always READDIRPLUS: with "auto" the kernel asks for attributes with the
+            # first chunk only and then sends a LOOKUP per later name (ls -l, grep -r);
+            # the attributes come with the listing anyway.
+            conn.want &= ~_CAP_READDIRPLUS_AUTO
         if config is not None:
             timeout = float(self.options.attr_timeout)
             config.entry_timeout = timeout
@@ -160,14 +183,23 @@ class KvfsOperations(mfusepy.Operations):
 
     def _key(self, path: str) -> str:
         """The key of *path*, checked against the store's limits."""
+        key = self._keys.get(path)
+        if key is not None:
+            return key
         key = ""
+        raw = False
         for name in path_components(path):
             component = name_component(name)
             if is_raw_name(name):
+                raw = True
                 component = self._raw_component(key, name, component)
             key = join_key(key, component)
         if key:
             check_path_key(key, self.store.max_key_length, self.store.max_component_length)
+        if not raw:  # a raw name's key depends on what the store holds: not kept
+            if len(self._keys) >= _KEY_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[path] = key
         return key
 
     def _raw_component(self, directory: str, name: str, component: str) -> str:
@@ -306,7 +338,7 @@ class KvfsOperations(mfusepy.Operations):
         if not self._existing(key).is_dir:
             raise FuseOSError(errno.ENOTDIR)
         number = next(self._numbers)
-        self._directories[number] = key
+        self._directories[number] = [key, None]
         return number
 
     @_operation
@@ -314,31 +346,50 @@ class KvfsOperations(mfusepy.Operations):
         self._directories.pop(fh, None)
         return 0
 
+    def _listed(self, fh: int, offset: int) -> tuple[str, list[tuple[str, Entry]]]:
+        """The directory of handle *fh* and its entries; listed anew when read from the start.
+
+        Later pages of one ``readdir`` pass come from the same listing, so offsets stay
+        meaningful while the directory changes.
+        """
+        state = self._directories[fh]
+        if offset == 0 or state[1] is None:
+            key = state[0]
+            state[1] = [(".", DIRECTORY), ("..", DIRECTORY), *self._children(key).items()]
+        return state[0], state[1]
+
     @_operation
     def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int], int]]:
-        key = self._directories[fh]
-        directory = {"st_mode": stat.S_IFDIR}
-        result = [(".", directory, 0), ("..", directory, 0)]
-        for component, entry in self._children(key).items():
-            result.append((component_name(component), directory if entry.is_dir else {"st_mode": stat.S_IFREG}, 0))
-        return result
+        _, entries = self._listed(fh, 0)
+        return [(_shown(name), self._type(entry), 0) for name, entry in entries]
+
+    @staticmethod
+    def _type(entry: Entry) -> dict[str, int]:
+        return {"st_mode": stat.S_IFDIR if entry.is_dir else stat.S_IFREG}
 
     @_operation
-    def readdir_attributes(self, path: str | None, fh: int) -> list[tuple[str, dict[str, Any]]]:
-        """Names with full attributes, for READDIRPLUS (see ``KvfsFUSE.readdir_fuse_3``).
+    def readdir_page(self, path: str | None, fh: int, offset: int, plus: bool) -> list[tuple[str, dict[str, Any]]]:
+        """Up to 256 entries from *offset* on, with full attributes when *plus* (READDIRPLUS).
 
-        The kernel then needs no LOOKUP per name: ``ls -l`` of a big directory is one
-        listing, with no store request per entry.
+        See ``KvfsFUSE.readdir_fuse_3``. With attributes the kernel needs no LOOKUP per
+        name: ``ls -l`` of a big directory is one listing, with no store request per entry.
         """
-        key = self._directories[fh]
-        result = [(".", self._attributes(key, DIRECTORY)), ("..", self._attributes(parent_key(key), DIRECTORY))]
-        for component, entry in self._children(key).items():
+        key, entries = self._listed(fh, offset)
+        page = []
+        for component, entry in entries[offset : offset + _READDIR_PAGE]:
+            if not plus:
+                page.append((_shown(component), self._type(entry)))
+                continue
+            if component in (".", ".."):
+                directory = key if component == "." else parent_key(key)
+                page.append((component, self._attributes(directory, DIRECTORY)))
+                continue
             child = join_key(key, component)
             file = None if entry.is_dir else self._files.get(child)
             if not entry.is_dir and entry.size is None and file is None:
                 entry = self._entry(child) or entry
-            result.append((component_name(component), self._attributes(child, entry, file)))
-        return result
+            page.append((component_name(component), self._attributes(child, entry, file)))
+        return page
 
     @_operation
     def statfs(self, path: str) -> dict[str, int]:
@@ -407,7 +458,7 @@ class KvfsOperations(mfusepy.Operations):
 
     def _new_handle(self, file: OpenFile, writable: bool, fi: Any) -> None:
         number = next(self._numbers)
-        self._handles[number] = Handle(file, writable)
+        self._handles[number] = Handle(file, writable, self._local_values)
         fi.fh = number
 
     def _acquire(self, key: str, size: int, *, exists: bool) -> OpenFile:
@@ -504,19 +555,26 @@ class KvfsOperations(mfusepy.Operations):
 
     @_operation
     def read(self, path: str | None, size: int, offset: int, fh: Any) -> bytes:
+        buffer = bytearray(size)
+        return bytes(memoryview(buffer)[: self.read_into(path, memoryview(buffer), offset, fh)])
+
+    @_operation
+    def read_into(self, path: str | None, buffer: memoryview, offset: int, fh: Any) -> int:
+        """Read from *offset* into *buffer* (libfuse's, see ``KvfsFUSE.read``); return the count."""
         handle = self._handles[fh.fh]
         file = handle.file
         if file.staged is not None:
             with file.lock:
                 if file.staged is not None:
-                    return file.staged.read(offset, size)
+                    return file.staged.read_into(offset, buffer)
         key = file.key
         if key is None or offset >= file.size:
-            return b""
-        return handle.reader.read(self.store, key, offset, size)
+            return 0
+        return handle.reader.read_into(self.store, key, offset, buffer)
 
     @_operation
-    def write(self, path: str | None, data: bytes, offset: int, fh: Any) -> int:
+    def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: Any) -> int:
+        # data may be a view of libfuse's buffer, valid during this call only: copied.
         file = self._handles[fh.fh].file
         with file.lock:
             first = not file.dirty
@@ -561,7 +619,13 @@ class KvfsOperations(mfusepy.Operations):
         return 0
 
     def _stored(self, key: str, size: int) -> None:
-        """Cache the attributes of *key* after the mount stored *size* bytes under it."""
+        """Cache the attributes of *key* after the mount stored *size* bytes under it.
+
+        One ``stat``: the store's own mtime is shown from now on. A time of the mount's
+        own would change to the store's when the cache expires, and the kernel drops a
+        file's cached pages when its mtime changes: reading a file just written would
+        then fetch it again.
+        """
         mtime: float | None
         try:
             info = self.store.stat(key)
@@ -603,6 +667,7 @@ class KvfsOperations(mfusepy.Operations):
     @_operation
     def release(self, path: str | None, fh: Any) -> int:
         handle = self._handles.pop(fh.fh)
+        handle.reader.clear()
         self._release_file(handle.file)
         return 0
 
@@ -613,6 +678,9 @@ class KvfsOperations(mfusepy.Operations):
                 return
             if file.key is not None and self._files.get(file.key) is file:
                 del self._files[file.key]
+                if len(self._released) >= _RELEASED_SIZE:
+                    self._released.clear()
+                self._released.add(file.key)
         with file.lock:
             try:
                 self._upload(file)  # written through mmap after the last flush
@@ -648,9 +716,17 @@ class KvfsOperations(mfusepy.Operations):
     def unlink(self, path: str) -> int:
         self._writable()
         key = self._key(path)
-        entry = self._existing(key)
-        if entry.is_dir:
-            raise FuseOSError(errno.EISDIR)
+        # The kernel looked the name up as a file just before (within entry_timeout): no
+        # stat to ask again unless this mount knows better (a delete is idempotent).
+        known, entry = self._meta.lookup(key)
+        if key in self._extra_dirs or (known and entry is None) or (entry is not None and entry.is_dir):
+            entry = self._existing(key)
+            if entry.is_dir:
+                raise FuseOSError(errno.EISDIR)
+        self._remove_file(key)
+        return 0
+
+    def _remove_file(self, key: str) -> None:
         with self._table:
             file = self._files.pop(key, None)
         stored = file is None or file.exists
@@ -662,7 +738,6 @@ class KvfsOperations(mfusepy.Operations):
         self._overrides.drop(key)
         self._seen.pop(key, None)
         self._keep_parent(key)
-        return 0
 
     @_operation
     def mkdir(self, path: str, mode: int) -> int:
@@ -713,7 +788,12 @@ class KvfsOperations(mfusepy.Operations):
         moving = self._existing(source)
         if source == target:
             return 0
-        if _HIDDEN.match(target[target.rfind("/") + 1 :]) and source in self._files:
+        hiding = source in self._files or source in self._released
+        if hiding and _HIDDEN.match(target[target.rfind("/") + 1 :]):
+            # libfuse hides a file it counts as open. Its count drops only after our
+            # release returned, so an unlink racing with the last close arrives here for
+            # a file just released: then it is a plain unlink. A hidden name never
+            # reaches the store.
             self._hide(source, target)
             return 0
         replaced = self._entry(target)
@@ -739,7 +819,11 @@ class KvfsOperations(mfusepy.Operations):
     def _hide(self, source: str, hidden: str) -> None:
         """libfuse hides an open file that is unlinked or renamed over: unlink it here."""
         with self._table:
-            file = self._files.pop(source)
+            file = self._files.pop(source, None)
+            self._released.discard(source)
+        if file is None:  # released meanwhile (see rename)
+            self._remove_file(source)
+            return
         stored = file.exists
         self._detach(file, hidden)
         if stored:
