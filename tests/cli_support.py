@@ -111,6 +111,7 @@ def run_kvfs(
         env={**os.environ, **(env or {})},
         cwd=ROOT,
         timeout=timeout,
+        check=False,
     )
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
-
 import urllib.request
 
 import pytest
-from cli_support import fresh_bucket, invoke, moto_store_url, remove_bucket, s3_client, s3_environment
+from cli_support import (
+    fresh_bucket,
+    invoke,
+    moto_store_url,
+    remove_bucket,
+    s3_client,
+    s3_environment,
+)
 from servers import moto_url
 
 from kvfs.fs import FilesystemStore

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from cli_support import invoke, run_kvfs
+from cli_support import run_kvfs
 
 from kvfs.cli.errors import (
     EXIT_FAILED,
@@ -76,7 +76,11 @@ def test_a_missing_package_exits_4_naming_the_extra(blocked, url, extra):
     # As if the package were not installed: the import fails inside the real open_store.
     code = f"import sys; sys.modules[{blocked!r}] = None; from kvfs.cli.main import main; main()"
     result = subprocess.run(
-        [sys.executable, "-c", code, "ls", url], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, "ls", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == EXIT_MISSING_EXTRA, result.stderr
     assert f"pip install 'kvfs[{extra}]'" in result.stderr and url in result.stderr

@@ -231,7 +231,9 @@ def test_progress_bar_on_a_terminal_and_not_on_a_pipe_or_with_quiet(tmp_path):
     text = output.decode(errors="replace")
     assert "20/20 keys" in text and "B/s" in text and "100%" in text
 
-    piped = subprocess.run([*command, str(tmp_path / "pipe")], capture_output=True, cwd=cwd, timeout=60)
+    piped = subprocess.run(
+        [*command, str(tmp_path / "pipe")], capture_output=True, cwd=cwd, timeout=60, check=False
+    )
     assert piped.returncode == 0
     assert b"keys]" not in piped.stderr and b"%|" not in piped.stderr
     assert b"copied 20 key(s)" in piped.stderr
@@ -247,6 +249,7 @@ def test_progress_bar_on_a_terminal_and_not_on_a_pipe_or_with_quiet(tmp_path):
         capture_output=True,
         cwd=cwd,
         timeout=60,
+        check=False,
     )
     assert quiet.returncode == 0 and quiet.stderr == b""
 

@@ -17,7 +17,14 @@ import click
 from ..keys import SEPARATOR
 from ..store import CHUNK_SIZE, KeyInfo, KeyValueStore
 from ..transfer import DEFAULT_JOBS, parallel_map, stat_keys, walk
-from .errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError, describe, display_url, reporting
+from .errors import (
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    describe,
+    display_url,
+    reporting,
+)
 from .output import format_size, format_time, note
 from .stores import open_url
 
@@ -301,4 +308,4 @@ def url_command(url: str, key: str) -> None:
             raise CliError(f"{display_url(url)}: this store cannot give URLs for its keys") from None
 
 
-__all__ = ["ls", "cat", "put", "get", "rm", "stat", "url_command"]
+__all__ = ["cat", "get", "ls", "put", "rm", "stat", "url_command"]

@@ -14,7 +14,13 @@ from contextlib import contextmanager
 
 import click
 
-from ..errors import InvalidKeyError, KeyNotFoundError, KvfsError, MissingExtraError, ReadOnlyError
+from ..errors import (
+    InvalidKeyError,
+    KeyNotFoundError,
+    KvfsError,
+    MissingExtraError,
+    ReadOnlyError,
+)
 from ..url import mask_url
 
 #: Everything worked.
@@ -23,7 +29,8 @@ EXIT_OK = 0
 #: credentials, permission denied, full disk), or some keys of a transfer failed.
 EXIT_FAILED = 1
 #: The command line is wrong: an unknown option, a missing argument, an invalid key, a
-#: store URL that cannot be parsed or has an unknown scheme. (click's own code for usage.)
+#: store URL that cannot be parsed, has an unknown scheme or a bad parameter (click's
+#: own code for usage).
 EXIT_USAGE = 2
 #: A key (or, for ``ls``/``cp``/``sync``/``rm -r``, any key under a prefix) does not exist.
 EXIT_NOT_FOUND = 3
@@ -112,14 +119,14 @@ def reporting(url: str | None = None, key: str | None = None) -> Iterator[None]:
 
 
 __all__ = [
-    "EXIT_OK",
     "EXIT_FAILED",
-    "EXIT_USAGE",
-    "EXIT_NOT_FOUND",
-    "EXIT_MISSING_EXTRA",
     "EXIT_INTERRUPTED",
+    "EXIT_MISSING_EXTRA",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "CliError",
-    "display_url",
     "describe",
+    "display_url",
     "reporting",
 ]

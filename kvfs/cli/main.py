@@ -14,7 +14,15 @@ import click
 
 from .. import __version__
 from .browse import cat, get, ls, put, rm, stat, url_command
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING_EXTRA, EXIT_OK, EXIT_USAGE, CliError, describe
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING_EXTRA,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    describe,
+)
 from .settings import Settings
 from .transfers import cp, sync
 
@@ -29,7 +37,7 @@ class KvfsGroup(click.Group):
             raise
         except (KeyboardInterrupt, EOFError, BrokenPipeError):
             raise  # click turns these into "Aborted" (exit 130 here) and a quiet exit 1
-        except Exception as error:  # noqa: BLE001 - anything a verb did not report itself
+        except Exception as error:  # anything a verb did not report itself
             raise describe(error) from error
 
     def main(  # type: ignore[override]

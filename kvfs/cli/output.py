@@ -115,4 +115,4 @@ def progress_bar(label: str, total_bytes: int, total_keys: int) -> ProgressBar |
         return None
 
 
-__all__ = ["format_size", "format_time", "note", "ProgressBar", "progress_bar"]
+__all__ = ["ProgressBar", "format_size", "format_time", "note", "progress_bar"]

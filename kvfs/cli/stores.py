@@ -19,7 +19,7 @@ def open_url(url: str) -> KeyValueStore:
         raise CliError("the store URL is empty", EXIT_USAGE)
     try:
         return open_store(url)
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+    except Exception as error:  # every failure becomes one line
         problem = describe(error, url)
         if isinstance(error, ValueError) and not isinstance(error, KeyError):
             problem.message = f"bad store URL: {_naming_the_url(str(error), url)}"
