@@ -53,7 +53,6 @@ MAX_WRITE = 1024 * 1024
 #: Paths whose keys are remembered (every request names a path; the mapping is fixed).
 _KEY_CACHE_SIZE = 100_000
 #: Lately released keys remembered (see ``rename``); a few suffice, the race is short.
-_RELEASED_SIZE = 1000
 #: Directory entries handed to libfuse per call of ``readdir_page``.
 _READDIR_PAGE = 256
 #: libfuse3's capability bit (fuse_common.h) that lets the kernel choose READDIRPLUS
@@ -135,7 +134,6 @@ class KvfsOperations(mfusepy.Operations):
         self._local_values = LocalValues()
         self._keys: dict[str, str] = {}  # path -> key, see _key
         # Keys whose last handle was released lately (libfuse may still hide them, see rename).
-        self._released: set[str] = set()
         self._cache_dir = options.cache_dir
         # Open files by key, and handles by number; _table guards both and _extra_dirs.
         self._files: dict[str, OpenFile] = {}
@@ -678,9 +676,6 @@ class KvfsOperations(mfusepy.Operations):
                 return
             if file.key is not None and self._files.get(file.key) is file:
                 del self._files[file.key]
-                if len(self._released) >= _RELEASED_SIZE:
-                    self._released.clear()
-                self._released.add(file.key)
         with file.lock:
             try:
                 self._upload(file)  # written through mmap after the last flush
@@ -788,12 +783,11 @@ class KvfsOperations(mfusepy.Operations):
         moving = self._existing(source)
         if source == target:
             return 0
-        hiding = source in self._files or source in self._released
-        if hiding and _HIDDEN.match(target[target.rfind("/") + 1 :]):
+        if _HIDDEN.match(target[target.rfind("/") + 1 :]):
             # libfuse hides a file it counts as open. Its count drops only after our
             # release returned, so an unlink racing with the last close arrives here for
-            # a file just released: then it is a plain unlink. A hidden name never
-            # reaches the store.
+            # a file already released: then it is a plain unlink. A hidden name never
+            # reaches the store, whatever this mount remembers of the file.
             self._hide(source, target)
             return 0
         replaced = self._entry(target)
@@ -820,7 +814,6 @@ class KvfsOperations(mfusepy.Operations):
         """libfuse hides an open file that is unlinked or renamed over: unlink it here."""
         with self._table:
             file = self._files.pop(source, None)
-            self._released.discard(source)
         if file is None:  # released meanwhile (see rename)
             self._remove_file(source)
             return
