@@ -303,16 +303,8 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     def _get(self, key: str) -> bytes:
         fd, info = self._open_value(key)
         try:
-            size = info.st_size
-            data = os.read(fd, size) if size else b""
-            # Our writes replace files whole, so the opened file keeps its size; loop
-            # only for a short read (a file another program truncated meanwhile).
-            while len(data) < size:
-                chunk = os.read(fd, size - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return data
+            # Our writes replace files whole, so the opened file keeps its size.
+            return _read_at(fd, info.st_size, 0)
         except OSError as error:
             raise _backend_error(error) from error
         finally:
@@ -341,13 +333,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         # No buffer larger than what is there: a huge length must not allocate it.
         length = min(length, max(info.st_size - start, 0))
         try:
-            data = os.pread(fd, length, start) if length else b""
-            while 0 < len(data) < length:
-                chunk = os.pread(fd, length - len(data), start + len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return data
+            return _read_at(fd, length, start)
         except OSError as error:
             raise _backend_error(error) from error
         finally:
@@ -641,6 +627,22 @@ class WebFilesystemStore(FilesystemStore):
     def _url_for(self, key: str) -> str:
         prefix = self.url_prefix(self, key) if callable(self.url_prefix) else self.url_prefix
         return prefix + urllib.parse.quote(key)
+
+
+
+
+def _read_at(fd: int, length: int, offset: int) -> bytes:
+    """Read *length* bytes at *offset*, fewer only at the end of the file.
+
+    Loops over short reads (a file another program truncated or is still writing).
+    """
+    data = os.pread(fd, length, offset) if length else b""
+    while 0 < len(data) < length:
+        chunk = os.pread(fd, length - len(data), offset + len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 __all__ = ["FilesystemStore", "WebFilesystemStore"]
