@@ -12,6 +12,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -28,8 +29,11 @@ class BreakableStore(DictStore):
     broken = False
     reads_fail = False
 
+    failures = 0
+
     def _fail(self) -> None:
         if self.broken:
+            self.failures += 1
             raise BackendError(errno.ECONNREFUSED, "the store is down")
 
     def _put(self, key: str, data: bytes) -> str:
@@ -81,6 +85,29 @@ def test_failed_upload_gives_eio_and_keeps_old_value(tmp_path: pathlib.Path, cap
         store.broken = False
         (mnt / "g").write_bytes(b"second try")
         assert store.get("g") == b"second try"
+
+
+def test_a_new_file_whose_upload_failed_can_be_created_again(tmp_path: pathlib.Path) -> None:
+    # Long cache lifetimes: the kernel keeps the name it was told about at create time
+    # and sends the second open(O_CREAT) as a plain open, after the release dropped the file.
+    store = BreakableStore()
+    with mount_store(store, tmp_path / "mnt", attr_timeout=30, listing_timeout=30) as mnt:
+        store.broken = True
+        with pytest.raises(OSError) as raised:
+            (mnt / "g").write_bytes(b"first try")
+        assert raised.value.errno == errno.EIO
+        # The flush failed once; the release (sent after close returns) tries once more.
+        for _ in range(500):
+            if store.failures >= 2:
+                break
+            time.sleep(0.01)
+        assert store.failures == 2
+        store.broken = False
+        with pytest.raises(FileNotFoundError):
+            os.open(mnt / "g", os.O_RDONLY)
+        (mnt / "g").write_bytes(b"second try")
+        assert store.get("g") == b"second try"
+        assert (mnt / "g").read_bytes() == b"second try"
 
 
 def test_failed_reads_and_listings_give_eio(tmp_path: pathlib.Path) -> None:

@@ -148,6 +148,9 @@ class KvfsOperations(mfusepy.Operations):
         # The (size, mtime, when seen) each key had when last opened: unchanged means the kernel
         # may keep its cached pages.
         self._seen: dict[str, tuple[int, float, float]] = {}
+        # Files created here whose upload failed: the kernel may still hold their names for
+        # entry_timeout, and then sends an open(O_CREAT) of one as a plain open.
+        self._unstored_creates: set[str] = set()
 
     # ================================================================== lifecycle
 
@@ -474,7 +477,12 @@ class KvfsOperations(mfusepy.Operations):
         if writable or flags & os.O_TRUNC:
             self._writable()
         key = self._key(path)
-        entry = self._existing(key)
+        entry = self._entry(key)
+        if entry is None:
+            if writable and key in self._unstored_creates:
+                self._new_file(key, None, fi)
+                return 0
+            raise FuseOSError(errno.ENOENT)
         if entry.is_dir:
             raise FuseOSError(errno.EISDIR)
         if entry.size is None:
@@ -509,6 +517,12 @@ class KvfsOperations(mfusepy.Operations):
             known, entry = self._meta.lookup(key)
             if (known and entry is not None) or key in self._files:
                 raise FuseOSError(errno.EEXIST)
+        self._new_file(key, mode, fi)
+        return 0
+
+    def _new_file(self, key: str, mode: int | None, fi: Any) -> None:
+        """Open a new empty file *key* that is not stored until its first flush."""
+        self._unstored_creates.discard(key)
         file = self._acquire(key, 0, exists=False)
         try:
             with file.lock:
@@ -518,13 +532,13 @@ class KvfsOperations(mfusepy.Operations):
         except BaseException:
             self._release_file(file)
             raise
-        uid, gid, _ = mfusepy.fuse_get_context()
-        self._overrides.drop(key)
-        self._overrides.update(key, mode=stat.S_IMODE(mode), uid=uid, gid=gid)
+        if mode is not None:
+            uid, gid, _ = mfusepy.fuse_get_context()
+            self._overrides.drop(key)
+            self._overrides.update(key, mode=stat.S_IMODE(mode), uid=uid, gid=gid)
         self._modified(key)
         self._meta.set(key, Entry(False, 0, None))
         self._new_handle(file, fi.flags & os.O_ACCMODE != os.O_RDONLY, fi)
-        return 0
 
     def _unchanged(self, key: str, size: int, mtime: float) -> bool:
         """Whether *key* still has the size and mtime the previous open saw (and remember them).
@@ -625,6 +639,7 @@ class KvfsOperations(mfusepy.Operations):
         then fetch it again.
         """
         mtime: float | None
+        self._unstored_creates.discard(key)
         try:
             info = self.store.stat(key)
             size, mtime = info.size if info.size is not None else size, info.last_modified
@@ -684,6 +699,8 @@ class KvfsOperations(mfusepy.Operations):
             finally:
                 if not file.exists and file.key is not None:
                     self._meta.set(file.key, None)  # created, never stored
+                    if not file.detached:
+                        self._unstored_creates.add(file.key)
                 file.drop_staged()
 
     # ================================================================== names
