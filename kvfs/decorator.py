@@ -61,6 +61,7 @@ class StoreDecorator(KeyValueStore):
     supports_directories = _forwarded("supports_directories")
     allows_key_and_prefix = _forwarded("allows_key_and_prefix")
     ttl_support = _forwarded("ttl_support")
+    is_remote = _forwarded("is_remote")
     max_key_length = _forwarded("max_key_length")
     max_component_length = _forwarded("max_component_length")
 

@@ -106,6 +106,13 @@ class KeyValueStore:
     allows_key_and_prefix: ClassVar[bool] = True
     #: ``put`` and ``put_file`` accept ``ttl_secs`` (see :class:`TimeToLiveMixin`).
     ttl_support: ClassVar[bool] = False
+    #: A value can be written in place before it is stored: :meth:`new_staging_file`
+    #: gives a new local file and :meth:`commit_staging_file` makes it a key's value
+    #: atomically, without copying it (a rename where values are local files).
+    supports_staging: ClassVar[bool] = False
+    #: Every call is a round trip to a server over the network (S3, GCS, Redis, a
+    #: database server): worth saving even at the cost of a bigger answer.
+    is_remote: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ validation
 
@@ -316,6 +323,34 @@ class KeyValueStore:
         self._check_valid_key(key)
         return self._has_directory(key)
 
+    def new_staging_file(self, key: str) -> IO[bytes]:
+        """A new, empty local file to write a future value of *key* into.
+
+        The file is readable, writable and seekable and has a descriptor (``fileno``):
+        it can be written at any offset and truncated. Nothing is stored, and no listing
+        shows it, until :meth:`commit_staging_file`; closing it uncommitted discards it,
+        and where the backend can, so does the end of the process. It may be committed
+        under another key of the same store. Stores without ``supports_staging`` raise
+        ``NotImplementedError``.
+        """
+        self._check_valid_key(key)
+        self._require_staging()
+        return self._new_staging_file(key)
+
+    def commit_staging_file(self, key: str, file: IO[bytes]) -> str:
+        """Make *file*, from this store's :meth:`new_staging_file`, the value of *key*; return *key*.
+
+        Atomic, as ``put``: a reader sees the old value or the whole new one. On success
+        *file* is closed, since it now is the stored value, which nothing may change in
+        place. On failure nothing is stored and *file* stays open as it was, to be
+        committed again or closed. Raises ``ValueError`` for a file that is not an open
+        staging file of this store, what ``put`` raises for the key, and
+        ``NotImplementedError`` without ``supports_staging``.
+        """
+        self._check_valid_key(key)
+        self._require_staging()
+        return self._commit_staging_file(key, file)
+
     def close(self) -> None:
         """Release connections and other resources. The store is unusable afterwards."""
 
@@ -395,6 +430,18 @@ class KeyValueStore:
         self._copy(source, dest)
         self._delete(source)
         return dest
+
+    def _new_staging_file(self, key: str) -> IO[bytes]:
+        """A new staging file for *key* (stores with ``supports_staging`` override)."""
+        raise NotImplementedError
+
+    def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
+        """Store *file* as *key* atomically and close it (stores with ``supports_staging`` override)."""
+        raise NotImplementedError
+
+    def _require_staging(self) -> None:
+        if not self.supports_staging:
+            raise NotImplementedError(f"{type(self).__name__} cannot stage values in local files")
 
     def _require_directories(self) -> None:
         if not self.supports_directories:

@@ -129,6 +129,8 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
     def __init__(self, bind: Any, metadata: Any, tablename: str) -> None:
         self.bind = bind
         self._owns_engine = False
+        # A database server is remote; SQLite is a local file.
+        self.is_remote = bind.dialect.name != "sqlite"
         shared = isinstance(getattr(bind, "pool", None), sa.pool.StaticPool)
         self._turns: AbstractContextManager[Any] = threading.RLock() if shared else nullcontext()
         with _errors():

@@ -61,6 +61,7 @@ class RedisStore(TimeToLiveMixin, CopyMixin, KeyValueStore):
     timeout, a key holding a non-string) raises :class:`~kvfs.errors.BackendError`.
     """
 
+    is_remote = True
     fast_stat = True
     fast_ranges = True
     listing_has_sizes = True

@@ -46,8 +46,13 @@ class MetadataCache:
         self._listings: dict[str, tuple[float, dict[str, Entry]]] = {}
         self._lock = threading.Lock()
         # Bumped by every change, so a listing fetched while the mount changed the
-        # directory is not cached over the change.
+        # directory is not cached over the change: the generation of each directory's
+        # last change, and of the last change that may touch any directory.
         self._generation = 0
+        self._changed: dict[str, int] = {}
+        self._changed_anywhere = 0
+        # Directories whose last listing was over a size limit (see listing_size).
+        self._big: dict[str, int] = {}
 
     @property
     def generation(self) -> int:
@@ -66,6 +71,20 @@ class MetadataCache:
             component = key[key.rfind("/") + 1 :]
             return True, listing[1].get(component)
         return False, None
+
+    def listing_size(self, directory: str) -> int | None:
+        """How many entries *directory* had when last listed (even if that expired), or None."""
+        cached = self._listings.get(directory)
+        if cached is not None:
+            return len(cached[1])
+        return self._big.get(directory)
+
+    def note_big(self, directory: str, size: int) -> None:
+        """Remember that *directory* has at least *size* entries (a listing was cut short)."""
+        with self._lock:
+            if len(self._big) > _SWEEP_LIMIT // 100:
+                self._big.clear()
+            self._big[directory] = size
 
     def listing(self, directory: str) -> dict[str, Entry] | None:
         """The fresh cached listing of *directory*, or None."""
@@ -90,8 +109,9 @@ class MetadataCache:
         if self.listing_timeout <= 0:
             return
         with self._lock:
-            if generation != self._generation:
-                return  # the mount changed something meanwhile: the listing may miss it
+            if self._changed_anywhere > generation or self._changed.get(directory, -1) > generation:
+                return  # the mount changed the directory meanwhile: the listing may miss it
+            self._big.pop(directory, None)
             if len(self._listings) > _SWEEP_LIMIT // 100:
                 self._sweep()
             self._listings[directory] = (time.monotonic() + self.listing_timeout, entries)
@@ -111,6 +131,10 @@ class MetadataCache:
         now = time.monotonic()
         with self._lock:
             self._generation += 1
+            if len(self._changed) > _SWEEP_LIMIT:
+                self._changed.clear()
+                self._changed_anywhere = self._generation
+            self._changed[parent_key(key)] = self._changed[key] = self._generation
             if self.attr_timeout > 0:
                 self._entries[key] = (now + self.attr_timeout, entry)
             else:
@@ -132,6 +156,7 @@ class MetadataCache:
         below = key + "/"
         with self._lock:
             self._generation += 1
+            self._changed_anywhere = self._generation
             self._entries = {k: v for k, v in self._entries.items() if k != key and not k.startswith(below)}
             self._listings = {k: v for k, v in self._listings.items() if k != key and not k.startswith(below)}
 

@@ -21,7 +21,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 from ..errors import NotADirectoryKeyError, ReadOnlyError
 from ..store import KeyValueStore
@@ -52,6 +53,12 @@ UTIME_OMIT = (1 << 30) - 2
 MAX_WRITE = 1024 * 1024
 #: Paths whose keys are remembered (every request names a path; the mapping is fixed).
 _KEY_CACHE_SIZE = 100_000
+#: On a remote store a name not in the caches is looked up by listing its directory
+#: (one request that answers every name in it) when the directory has at most this
+#: many entries: one page of an S3 or GCS listing.
+_LOOKUP_LISTING_LIMIT = 1000
+#: The mount remembers the times it showed for this many written files (see _Written).
+_WRITTEN_LIMIT = 100_000
 #: Lately released keys remembered (see ``rename``); a few suffice, the race is short.
 #: Directory entries handed to libfuse per call of ``readdir_page``.
 _READDIR_PAGE = 256
@@ -62,6 +69,26 @@ _CAP_READDIRPLUS_AUTO = 1 << 14
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 #: The names libfuse gives open files that were unlinked (see ``hide_node`` in libfuse).
+@dataclass(frozen=True)
+class _Written:
+    """What the mount showed for a value it stored: size, and mtime (the time of the write).
+
+    The store's own time for the value (a little later or, on S3 and GCS, in whole
+    seconds) is shown as this one while the size matches and the store's time falls
+    within the write (*started* to *finished*, with a little slack): a changed mtime would
+    make the kernel drop the cached pages of a file just written, and asking the store
+    for its time after each write would cost a request per file.
+    """
+
+    size: int
+    mtime: float
+    started: float
+    finished: float
+
+    def matches(self, size: int | None, mtime: float) -> bool:
+        return size == self.size and self.started - 2 <= mtime <= self.finished + 2
+
+
 _HIDDEN = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
 
 
@@ -151,6 +178,9 @@ class KvfsOperations(mfusepy.Operations):
         # Files created here whose upload failed: the kernel may still hold their names for
         # entry_timeout, and then sends an open(O_CREAT) of one as a plain open.
         self._unstored_creates: set[str] = set()
+        self._written: dict[str, _Written] = {}
+        # Negative lookups from one listing of the directory only where each request is a round trip.
+        self._lists_for_lookups = bool(self.store.is_remote and self.store.fast_level_listing)
 
     # ================================================================== lifecycle
 
@@ -225,9 +255,20 @@ class KvfsOperations(mfusepy.Operations):
             return DIRECTORY
         if known and entry is None:
             return None
+        if self._lists_for_lookups:
+            listing = self._small_listing(parent_key(key))
+            if listing is not None:
+                return listing.get(key[key.rfind("/") + 1 :])
         entry = self._query(key)
         self._meta.remember(key, entry)
         return entry
+
+    def _small_listing(self, directory: str) -> dict[str, Entry] | None:
+        """The listing of *directory* if it has at most _LOOKUP_LISTING_LIMIT entries, else None."""
+        size = self._meta.listing_size(directory)
+        if size is not None and size > _LOOKUP_LISTING_LIMIT:
+            return None
+        return self._listing(directory, limit=_LOOKUP_LISTING_LIMIT)
 
     def _query(self, key: str) -> Entry | None:
         store = self.store
@@ -240,10 +281,28 @@ class KvfsOperations(mfusepy.Operations):
             return DIRECTORY
         if info is None:
             return None
-        return Entry(False, info.size or 0, info.last_modified)
+        return self._file_entry(key, info.size or 0, info.last_modified)
 
-    def _listing(self, directory: str) -> dict[str, Entry]:
-        """The store's entries directly below *directory*, by key component (cached)."""
+    def _file_entry(self, key: str, size: int, mtime: float | None) -> Entry:
+        """The entry of a file as the store describes it, with the time the mount showed for its own write."""
+        if self._written and mtime is not None:
+            written = self._written.get(key)
+            if written is not None:
+                if written.matches(size, mtime):
+                    return Entry(False, size, written.mtime)
+                self._written.pop(key, None)  # changed by others since
+        return Entry(False, size, mtime)
+
+    @overload
+    def _listing(self, directory: str) -> dict[str, Entry]: ...
+    @overload
+    def _listing(self, directory: str, limit: int) -> dict[str, Entry] | None: ...
+
+    def _listing(self, directory: str, limit: int | None = None) -> dict[str, Entry] | None:
+        """The store's entries directly below *directory*, by key component (cached).
+
+        With *limit*, a directory found to have more entries than that gives None.
+        """
         cached = self._meta.listing(directory)
         if cached is not None:
             return cached
@@ -255,7 +314,10 @@ class KvfsOperations(mfusepy.Operations):
             if info.is_prefix:
                 entries[component[:-1]] = DIRECTORY
             elif component not in entries:
-                entries[component] = Entry(False, info.size, info.last_modified)
+                entries[component] = self._file_entry(info.key, info.size or 0, info.last_modified)
+            if limit is not None and len(entries) > limit:
+                self._meta.note_big(directory, len(entries))
+                return None
         self._meta.remember_listing(directory, entries, generation)
         return entries
 
@@ -582,7 +644,7 @@ class KvfsOperations(mfusepy.Operations):
         key = file.key
         if key is None or offset >= file.size:
             return 0
-        return handle.reader.read_into(self.store, key, offset, buffer)
+        return handle.reader.read_into(self.store, key, offset, buffer, file.version)
 
     @_operation
     def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: Any) -> int:
@@ -621,34 +683,31 @@ class KvfsOperations(mfusepy.Operations):
                     self._upload(file)  # a truncate by name is complete when it returns
             return 0
         # No open file: change the stored value directly.
+        started = time.time()
         if length == 0:
             self.store.put(key, b"")
         else:
             data = self.store.get(key)[:length]
             self.store.put(key, data + bytes(length - len(data)))
         self._modified(key)
-        self._stored(key, length)
+        self._stored(key, length, started)
         return 0
 
-    def _stored(self, key: str, size: int) -> None:
+    def _stored(self, key: str, size: int, started: float, mtime: float | None = None) -> None:
         """Cache the attributes of *key* after the mount stored *size* bytes under it.
 
-        One ``stat``: the store's own mtime is shown from now on. A time of the mount's
-        own would change to the store's when the cache expires, and the kernel drops a
-        file's cached pages when its mtime changes: reading a file just written would
-        then fetch it again.
+        The write began at *started*; the file shows *mtime* (default: now) from now on,
+        also when the store is asked again later (see :class:`_Written`): no request.
         """
-        mtime: float | None
+        finished = time.time()
+        shown = finished if mtime is None else mtime
         self._unstored_creates.discard(key)
-        try:
-            info = self.store.stat(key)
-            size, mtime = info.size if info.size is not None else size, info.last_modified
-        except (KeyError, OSError):
-            mtime = None
-        self._meta.set(key, Entry(False, size, mtime))
-        if mtime is not None:
-            # The kernel's pages of this file hold what was just written.
-            self._seen[key] = (size, mtime, time.time())
+        if len(self._written) >= _WRITTEN_LIMIT:
+            self._written.clear()
+        self._written[key] = _Written(size, shown, started, finished)
+        self._meta.set(key, Entry(False, size, shown))
+        # The kernel's pages of this file hold what was just written.
+        self._seen[key] = (size, shown, finished)
 
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; ``EIO`` (keeping the copy) if the store fails."""
@@ -656,16 +715,19 @@ class KvfsOperations(mfusepy.Operations):
             key, staged = file.key, file.staged
             if not file.dirty or key is None or staged is None or file.detached:
                 return
+            started = time.time()
             try:
-                staged.upload(self.store, key)
+                committed = staged.upload(self.store, key)
             except Exception as error:
                 if isinstance(error, ReadOnlyError):
                     raise
                 log.error("upload of %s failed, the store keeps its old value: %s", key, error)
                 raise FuseOSError(errno.EIO) from None
+            if committed:  # the staged file is the stored value now: the next write stages anew
+                file.committed()
             file.dirty = False
             file.exists = True
-            self._stored(key, staged.size)
+            self._stored(key, staged.size, started)
 
     @_operation
     def flush(self, path: str | None, fh: Any) -> int:
@@ -850,6 +912,8 @@ class KvfsOperations(mfusepy.Operations):
         if replaced is not None:
             self._detach(replaced)
         size = moving.size
+        started = time.time()
+        moved = file is None or file.exists
         if file is None:
             self.store.move(source, target)
         else:
@@ -864,6 +928,10 @@ class KvfsOperations(mfusepy.Operations):
                 self._files[target] = file
         self._meta.set(source, None)
         self._meta.set(target, Entry(False, size, moving.mtime))
+        # A copy on the server gives the target a new time: keep showing the old one.
+        self._written.pop(source, None)
+        if moved and moving.mtime is not None:
+            self._written[target] = _Written(size, moving.mtime, started, time.time())
         self._overrides.move(source, target)
         # The kernel keeps the inode's pages across a rename: so does the signature.
         signature = self._seen.pop(source, None)

@@ -109,6 +109,15 @@ def _errors(key: str | None = None) -> Iterator[None]:
         raise BackendError(_message(error)) from error
 
 
+def _copy_too_large(error: BackendError) -> bool:
+    """Whether a CopyObject failed because the source is over the 5 GiB limit of one copy."""
+    cause = error.__cause__
+    if not isinstance(cause, ClientError):
+        return False
+    details = cause.response.get("Error", {})
+    return details.get("Code") in ("InvalidRequest", "EntityTooLarge") and "size" in str(details.get("Message", ""))
+
+
 class Boto3Store(UrlMixin, CopyMixin, KeyValueStore):
     """Keeps each value in an object of an S3 bucket, named *prefix* + key.
 
@@ -137,6 +146,7 @@ class Boto3Store(UrlMixin, CopyMixin, KeyValueStore):
     :class:`~kvfs.errors.BackendError` with the server's message, never a credential.
     """
 
+    is_remote = True
     fast_stat = True
     fast_ranges = True
     fast_level_listing = True
@@ -324,8 +334,16 @@ class Boto3Store(UrlMixin, CopyMixin, KeyValueStore):
     def _copy(self, source: str, dest: str) -> str:
         copy_source = {"Bucket": self.bucket_name, "Key": self._name(source)}
         extra = {key: value for key, value in self._write_args.items() if key != "Metadata"}
+        try:
+            # One request for any object up to 5 GiB (a managed copy asks HEAD first).
+            with _errors(source):
+                self.client.copy_object(CopySource=copy_source, Bucket=self.bucket_name, Key=self._name(dest), **extra)
+            return dest
+        except BackendError as error:
+            if not _copy_too_large(error):
+                raise
         with _errors(source):
-            # A managed copy: one CopyObject, or a multipart copy above 5 GiB.
+            # Larger: a managed multipart copy.
             self.client.copy(
                 copy_source,
                 self.bucket_name,

@@ -85,6 +85,7 @@ class GoogleCloudStore(UrlMixin, CopyMixin, KeyValueStore):
     :class:`~kvfs.errors.BackendError` with the server's message.
     """
 
+    is_remote = True
     fast_stat = True
     fast_ranges = True
     fast_level_listing = True
