@@ -108,7 +108,7 @@ def cat(url: str, keys: tuple[str, ...]) -> None:
       kvfs cat ./data notes/todo.txt
       kvfs cat s3://bucket/prefix images/logo.png > logo.png
     """
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     store = open_url(url)
     with store:
         for key in keys:
@@ -139,7 +139,7 @@ def put(url: str, key: str, file: str) -> None:
     store = open_url(url)
     with store, reporting(url, key):
         if file == "-":
-            store.put_file(key, click.get_binary_stream("stdin"))
+            store.put_file(key, sys.stdin.buffer)
         else:
             store.put_file(key, file)
 
@@ -167,7 +167,7 @@ def get(url: str, key: str, file: str | None) -> None:
     store = open_url(url)
     with store, reporting(url, key):
         if target == "-":
-            out = click.get_binary_stream("stdout")
+            out = sys.stdout.buffer
             store.get_file(key, out)
             out.flush()
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import os
+import sys
 import threading
 from typing import Any
 
@@ -57,7 +58,7 @@ class ProgressBar:
         self._lock = threading.Lock()
         self._keys_done = 0
         self._total_keys = total_keys
-        stream = click.get_text_stream("stderr")
+        stream = sys.stderr
         width = _terminal_width(stream)
         self._bar: Any = tqdm(
             total=total_bytes or None,
