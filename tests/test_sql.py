@@ -271,3 +271,8 @@ def test_unreachable_database_gives_backend_error() -> None:
     pytest.importorskip("psycopg")
     with pytest.raises(BackendError, match="SQL database"):
         SQLAlchemyStore.from_url("postgresql://kvfs:pw@127.0.0.1:9/kvfs")
+
+
+def test_a_database_server_is_remote_and_sqlite_is_not(store: SQLAlchemyStore) -> None:
+    # The mount answers lookups from listings only where every request is a round trip.
+    assert store.is_remote is (store.bind.dialect.name != "sqlite")

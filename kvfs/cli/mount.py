@@ -9,7 +9,7 @@ import click
 
 from ..mount.mounter import MountError, serve, start_daemon
 from ..mount.mounter import unmount as unmount_mountpoint
-from ..mount.options import DEFAULT_CACHE_SIZE, MountOptions
+from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, MountOptions
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -70,7 +70,14 @@ class _Octal(click.ParamType):
     default=DEFAULT_CACHE_SIZE,
     help="Memory for files being written (all together) before they spill to temporary files, e.g. 256M [default: 256M].",
 )
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Directory for those temporary files [default: $TMPDIR].")
+@click.option(
+    "--read-cache-size",
+    type=_Size(),
+    default=DEFAULT_READ_CACHE_SIZE,
+    help="On a remote store (S3, GCS, ...): local copies of files written or read, served without "
+    "downloading again while the store's size and time are unchanged; 0 turns it off [default: 1G].",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Directory for temporary files [default: $TMPDIR].")
 @click.option("--allow-other", is_flag=True, help="Let other users use the mount (needs user_allow_other for non-root).")
 @click.option("--foreground", is_flag=True, help="Stay attached and log to stderr until unmounted.")
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="WARNING", show_default=True, help="What to log.")
@@ -85,6 +92,7 @@ def mount(
     attr_timeout: float,
     listing_timeout: float,
     cache_size: int,
+    read_cache_size: int,
     cache_dir: str | None,
     allow_other: bool,
     foreground: bool,
@@ -105,6 +113,7 @@ def mount(
             attr_timeout=attr_timeout,
             listing_timeout=listing_timeout,
             cache_size=cache_size,
+            read_cache_size=read_cache_size,
             cache_dir=cache_dir,
             allow_other=allow_other,
         )

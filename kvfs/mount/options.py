@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 #: Default memory for staged writes of all open files together, before spilling to disk.
 DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
+#: Default bound of the read cache (local copies of values on remote stores).
+DEFAULT_READ_CACHE_SIZE = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,10 @@ class MountOptions:
     are cache lifetimes in seconds (also the kernel's entry and attribute timeouts):
     changes made outside the mount show after at most that long. ``cache_size`` bounds
     the memory of staged writes; beyond it they go to temporary files in ``cache_dir``
-    (the system's temporary directory when None).
+    (the system's temporary directory when None). ``read_cache_size`` bounds the local
+    copies of values a mount of a remote store keeps after writing or reading them
+    (small ones in memory, large ones in temporary files in ``cache_dir``); 0 turns
+    that cache off.
     """
 
     read_only: bool = False
@@ -28,13 +33,14 @@ class MountOptions:
     listing_timeout: float = 1.0
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_dir: str | None = None
+    read_cache_size: int = DEFAULT_READ_CACHE_SIZE
     allow_other: bool = False
 
     def __post_init__(self) -> None:
         if self.attr_timeout < 0 or self.listing_timeout < 0:
             raise ValueError("cache lifetimes must not be negative")
-        if self.cache_size < 0:
-            raise ValueError("cache_size must not be negative")
+        if self.cache_size < 0 or self.read_cache_size < 0:
+            raise ValueError("cache sizes must not be negative")
         if not 0 <= self.umask <= 0o777:
             raise ValueError(f"umask must be between 0 and 0o777, not {self.umask:o}")
         for name in ("uid", "gid"):
@@ -43,4 +49,4 @@ class MountOptions:
                 raise ValueError(f"{name} must not be negative")
 
 
-__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE"]
+__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE", "DEFAULT_READ_CACHE_SIZE"]
