@@ -11,13 +11,15 @@ be is not a key. POSIX only.
 from __future__ import annotations
 
 import errno
+import io
 import itertools
 import os
 import secrets
 import stat
+import sys
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator
-from typing import IO
+from typing import IO, Any, ClassVar
 
 from .errors import BackendError, KeyNotFoundError, KvfsError, NotADirectoryKeyError
 from .keys import SEPARATOR, is_valid_key
@@ -31,10 +33,21 @@ _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # The root itself may be a link: the user chose it.
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Staging files: unnamed (O_TMPFILE: gone with the last descriptor, even if the process
+# is killed), else named and readable too.
+_TMPFILE_FLAGS = os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") else None
+_NAMED_STAGING_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: errno values meaning "there is no key (or directory) here": missing, a file where a
 #: directory should be, or a symbolic link refused by O_NOFOLLOW.
 _NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+#: errno values of an O_TMPFILE open meaning "this filesystem has none": a named file is used.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+
+#: errno values of linkat that mean "cannot link this file there" (another filesystem,
+#: no /proc): the staged value is copied instead.
+_NO_LINK = frozenset({errno.EXDEV, errno.ENOENT, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK})
 
 #: errno values of copy_file_range that mean "not between these files": use read/write.
 _NO_COPY_FILE_RANGE = frozenset(
@@ -107,6 +120,24 @@ def _remove_quietly(name: str, dir_fd: int | None) -> None:
         pass
 
 
+class _StagingFile(io.FileIO):
+    """A staging file of *store*: unnamed (O_TMPFILE) when *path* is None, else the
+    temporary file *path*, which is removed when the file is closed uncommitted."""
+
+    def __init__(self, fd: int, store: FilesystemStore, path: str | None) -> None:
+        super().__init__(fd, "r+b")
+        self.store: FilesystemStore | None = store
+        self.path = path
+
+    def close(self) -> None:
+        path, self.path = self.path, None
+        try:
+            super().close()
+        finally:
+            if path is not None:
+                _remove_quietly(path, None)
+
+
 class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     """Stores every value as a file below the directory *root*.
 
@@ -139,6 +170,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     listing_has_sizes = True
     supports_directories = True
     allows_key_and_prefix = False
+    supports_staging = True
 
     def __init__(
         self,
@@ -267,8 +299,10 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         """Open *key*'s file and return it with its stat; ``KeyError`` unless a regular file."""
         dir_fd = None
         try:
-            dir_fd, name = self._locate(key)
-            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+            fd = self._open_beneath(key) if SEPARATOR in key else None
+            if fd is None:
+                dir_fd, name = self._locate(key)
+                fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
         except OSError as error:
             if error.errno in _NOT_THERE:
                 raise KeyNotFoundError(key) from None
@@ -285,6 +319,22 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
             os.close(fd)
             raise KeyNotFoundError(key)
         return fd, info
+
+    def _open_beneath(self, key: str) -> int | None:
+        """Open *key*'s file with one ``openat2`` below the root, refusing every link on the way.
+
+        The same as the walk of :meth:`_open_directory` in two system calls instead of
+        two per directory. None where the kernel has no ``openat2`` (before Linux 5.6,
+        or refused by a seccomp filter): then the caller walks. Raises ``OSError``.
+        """
+        openat2 = _OpenAt2.get()
+        if openat2 is None:
+            return None
+        root = os.open(self._root, _ROOT_FLAGS)
+        try:
+            return openat2(root, key, _READ_FLAGS)
+        finally:
+            os.close(root)
 
     def _lstat(self, key: str) -> os.stat_result | None:
         """The stat of *key*'s name (links not followed), or None where nothing is."""
@@ -380,18 +430,18 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
             if dir_fd is not None:
                 os.close(dir_fd)
 
-    def _create_temporary(self, dir_fd: int | None) -> tuple[int, str]:
+    def _create_temporary(self, dir_fd: int | None, flags: int = _CREATE_FLAGS) -> tuple[int, str]:
         """Create a new temporary file in *dir_fd* (None: the root); return it and its name."""
         temporary = _temporary_name()
         if dir_fd is None:
             temporary = self._root_slash + temporary
         try:
-            return os.open(temporary, _CREATE_FLAGS, 0o666, dir_fd=dir_fd), temporary
+            return os.open(temporary, flags, 0o666, dir_fd=dir_fd), temporary
         except FileNotFoundError:
             if dir_fd is not None:
                 raise
         self._make_root()  # only a key without '/' gets here with no root yet
-        return os.open(temporary, _CREATE_FLAGS, 0o666), temporary
+        return os.open(temporary, flags, 0o666), temporary
 
     def _fsync_directory(self, dir_fd: int | None) -> None:
         if dir_fd is not None:
@@ -405,6 +455,101 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
 
     def _put(self, key: str, data: bytes) -> str:
         return self._store(key, lambda fd: _write_all(fd, data))
+
+    # ------------------------------------------------------------------ staging
+
+    def _new_staging_file(self, key: str) -> IO[bytes]:
+        """An unnamed file (O_TMPFILE) in the key's directory, or the root if that is missing.
+
+        Unnamed, it never shows in a listing, does not keep its directory from being
+        removed, and disappears with its last descriptor, also when the process is
+        killed. A filesystem without O_TMPFILE gets a named temporary file in the root
+        (hidden from listings as every temporary file is), removed on close.
+        """
+        dir_fd = None
+        try:
+            try:
+                dir_fd, _ = self._locate(key)
+            except OSError as error:
+                if error.errno not in _NOT_THERE:
+                    raise
+            try:
+                fd = self._open_tmpfile(dir_fd)
+            except OSError as error:
+                if error.errno not in _NO_TMPFILE:
+                    raise
+            else:
+                return _StagingFile(fd, self, None)
+            fd, path = self._create_temporary(None, _NAMED_STAGING_FLAGS)
+            return _StagingFile(fd, self, path)
+        except OSError as error:
+            raise _backend_error(error) from error
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def _open_tmpfile(self, dir_fd: int | None) -> int:
+        if _TMPFILE_FLAGS is None:  # not Linux
+            raise OSError(errno.EOPNOTSUPP, "no O_TMPFILE")
+        if dir_fd is not None:
+            return os.open(".", _TMPFILE_FLAGS, 0o666, dir_fd=dir_fd)
+        try:
+            return os.open(self._root, _TMPFILE_FLAGS, 0o666)
+        except FileNotFoundError:
+            self._make_root()
+            return os.open(self._root, _TMPFILE_FLAGS, 0o666)
+
+    def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
+        """Link the staging file under a temporary name in the key's directory, rename it over the key.
+
+        A named staging file is renamed directly. Where it cannot be linked there
+        (another filesystem below the root, no ``/proc``) its content is copied as by
+        ``put_file``.
+        """
+        if not isinstance(file, _StagingFile) or file.store is not self or file.closed:
+            raise ValueError("not an open staging file of this store")
+        fd = file.fileno()
+        dir_fd = temporary = None
+        linking = False
+        try:
+            if self.perm is not None:
+                os.fchmod(fd, self.perm)
+            if self.fsync:
+                os.fsync(fd)
+            dir_fd, name = self._locate(key, create=True)
+            if dir_fd is None:  # os.link needs a dir_fd to call linkat, which follows the link below
+                dir_fd, name = self._open_directory("", create=True), key
+            if file.path is None:
+                temporary, linking = _temporary_name(), True
+                os.link(f"/proc/self/fd/{fd}", temporary, dst_dir_fd=dir_fd)
+                linking = False
+                os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                temporary = None
+            else:
+                os.replace(file.path, name, dst_dir_fd=dir_fd)
+                file.path = None  # it is the key's file now: not removed on close
+            if self.fsync:
+                self._fsync_directory(dir_fd)
+        except OSError as error:
+            if not linking or error.errno not in _NO_LINK:
+                raise self._conflict(key, error) from error
+            temporary = None
+            self._copy_staged(key, fd)
+        finally:
+            if temporary is not None:
+                _remove_quietly(temporary, dir_fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
+        file.store = None
+        file.close()
+        return key
+
+    def _copy_staged(self, key: str, fd: int) -> None:
+        def fill(target: int) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            _copy_descriptor(fd, target, self.bufsize)
+
+        self._store(key, fill)
 
     def _put_file(self, key: str, file: IO[bytes]) -> str:
         read, bufsize = file.read, self.bufsize
@@ -629,6 +774,56 @@ class WebFilesystemStore(FilesystemStore):
         return prefix + urllib.parse.quote(key)
 
 
+
+
+class _OpenAt2:
+    """``openat2(2)`` through libc's ``syscall``: a path opened below a directory without
+    following any symbolic link (Linux 5.6+). :meth:`get` gives the one instance, or None."""
+
+    _NUMBER = 437  # openat2's number on every Linux architecture
+    # RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH
+    _RESOLVE = 0x02 | 0x04 | 0x08
+    # What says "no openat2 here": too old a kernel, a seccomp filter, an unknown flag.
+    _MISSING = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG})
+    #: The instance once loaded (None: there is none), or False before the first use.
+    _instance: ClassVar[_OpenAt2 | None | bool] = False
+
+    def __init__(self, ctypes: Any) -> None:
+        self._ctypes = ctypes
+        self._syscall = ctypes.CDLL(None, use_errno=True).syscall
+        self._syscall.restype = ctypes.c_long
+
+        class How(ctypes.Structure):  # struct open_how
+            _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+        self._how = How
+
+    @classmethod
+    def get(cls) -> _OpenAt2 | None:
+        if cls._instance is False:
+            instance = None
+            if sys.platform.startswith("linux"):
+                try:
+                    import ctypes  # loaded at the first read, not by ``import kvfs``
+
+                    instance = cls(ctypes)
+                except (ImportError, OSError, AttributeError):
+                    pass
+            cls._instance = instance
+        return cls._instance  # type: ignore[return-value]
+
+    def __call__(self, dir_fd: int, path: str, flags: int) -> int | None:
+        """A new descriptor of *path* below *dir_fd*, or None if the kernel cannot; raises ``OSError``."""
+        ctypes = self._ctypes
+        how = self._how(flags, 0, self._RESOLVE)
+        fd = self._syscall(self._NUMBER, dir_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+        if fd >= 0:
+            return fd
+        code = ctypes.get_errno()
+        if code in self._MISSING:
+            type(self)._instance = None  # asked once: from now on the caller walks
+            return None
+        raise OSError(code, os.strerror(code), path)
 
 
 def _read_at(fd: int, length: int, offset: int) -> bytes:

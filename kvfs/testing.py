@@ -14,7 +14,7 @@ to return a fresh, empty store::
                 yield store
 
 The tests read the store's capability flags (``supports_writes``,
-``supports_directories``, ``allows_key_and_prefix``, ``ttl_support``,
+``supports_directories``, ``supports_staging``, ``allows_key_and_prefix``, ``ttl_support``,
 ``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
 :class:`~kvfs.mixins.UrlMixin`, and skip what a store does not claim to do rather than
 fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`).
@@ -192,6 +192,12 @@ def _require_directories(store: KeyValueStore) -> None:
     _require_writes(store)
     if not store.supports_directories:
         pytest.skip(f"{type(store).__name__} does not keep empty directories")
+
+
+def _require_staging(store: KeyValueStore) -> None:
+    _require_writes(store)
+    if not store.supports_staging:
+        pytest.skip(f"{type(store).__name__} does not stage values in local files")
 
 
 def _level(store: KeyValueStore, prefix: str = "") -> dict[str, KeyInfo]:
@@ -813,6 +819,55 @@ class StoreContract:
         with pytest.raises(NotImplementedError):
             store.put_directory("d")
         assert store.keys() == []
+
+    # ------------------------------------------------------------------ staging
+
+    def test_staging_file_is_stored_by_commit_only(self, store: KeyValueStore) -> None:
+        _require_staging(store)
+        store.put("d/k", b"old")
+        file = store.new_staging_file("d/k")
+        file.write(b"new value")
+        os.pwrite(file.fileno(), b"N", 0)  # written in place, at any offset
+        assert store.get("d/k") == b"old", "a staging file changed the value before its commit"
+        assert store.keys() == ["d/k"], "a staging file is listed"
+        assert set(_level(store, "d/")) == {"d/k"}
+        assert store.commit_staging_file("d/k", file) == "d/k"
+        assert file.closed, "a committed staging file stays open"
+        assert store.get("d/k") == b"New value"
+        assert store.keys() == ["d/k"]
+
+    def test_staging_file_may_be_committed_under_another_key(self, store: KeyValueStore) -> None:
+        _require_staging(store)
+        file = store.new_staging_file("a")
+        file.write(b"moved")
+        store.commit_staging_file("b/c", file)
+        assert store.get("b/c") == b"moved"
+        assert "a" not in store
+        empty = store.new_staging_file("e")
+        store.commit_staging_file("e", empty)
+        assert store.get("e") == b""
+
+    def test_staging_file_closed_uncommitted_is_discarded(self, store: KeyValueStore) -> None:
+        _require_staging(store)
+        store.put("k", b"kept")
+        file = store.new_staging_file("k")
+        file.write(b"dropped")
+        file.close()
+        assert store.get("k") == b"kept"
+        assert store.keys() == ["k"]
+        with pytest.raises(ValueError):
+            store.commit_staging_file("k", file)  # closed: no longer a staging file
+        with pytest.raises(ValueError):
+            store.commit_staging_file("k", io.BytesIO(b"not staged"))  # type: ignore[arg-type]
+        assert store.get("k") == b"kept"
+
+    def test_staging_unsupported(self, store: KeyValueStore) -> None:
+        if store.supports_staging:
+            pytest.skip("the store stages values")
+        with pytest.raises(NotImplementedError):
+            store.new_staging_file("k")
+        with pytest.raises(NotImplementedError):
+            store.commit_staging_file("k", io.BytesIO(b""))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ mixins
 

@@ -540,3 +540,68 @@ def test_get_range_with_a_huge_length_reads_only_what_is_there(store: Filesystem
     store.put("d/k", b"0123456789")
     assert store.get_range("d/k", 3, 1 << 50) == b"3456789"  # no petabyte buffer
     assert store.get_range("d/k", 1 << 50, 1 << 50) == b""
+
+
+# ---------------------------------------------------------------------- staging files
+
+
+def test_staging_file_has_no_name_until_committed(store: FilesystemStore, store_dir: pathlib.Path) -> None:
+    store.put("d/k", b"old")
+    file = store.new_staging_file("d/k")
+    file.write(b"x" * 100_000)
+    assert _all_names(store_dir) == ["d", "d/k"], "a staging file has a name in the store"
+    store.commit_staging_file("d/k", file)
+    assert _all_names(store_dir) == ["d", "d/k"], "a commit left a temporary name"
+    assert (store_dir / "d" / "k").read_bytes() == b"x" * 100_000
+
+
+def test_uncommitted_staging_file_leaves_nothing(store: FilesystemStore, store_dir: pathlib.Path) -> None:
+    file = store.new_staging_file("new/key")
+    file.write(b"abandoned")
+    file.close()
+    assert "new/key" not in store
+    assert _all_names(store_dir) == [], "staging made a directory or left a file"
+
+
+def test_failed_commit_keeps_the_staging_file(store: FilesystemStore, store_dir: pathlib.Path) -> None:
+    store.put("a/b", b"below a")  # so 'a' is a directory and cannot be a key
+    file = store.new_staging_file("a")
+    file.write(b"value")
+    with pytest.raises(NotADirectoryKeyError, match="'a' is a directory"):
+        store.commit_staging_file("a", file)
+    assert not file.closed
+    assert _all_names(store_dir) == ["a", "a/b"]
+    store.commit_staging_file("c", file)  # still whole, and committed elsewhere
+    assert store.get("c") == b"value"
+    assert _all_names(store_dir) == ["a", "a/b", "c"]
+
+
+def test_commit_never_follows_a_link(
+    store: FilesystemStore, store_dir: pathlib.Path, outside: pathlib.Path
+) -> None:
+    (store_dir / "link").symlink_to(outside, target_is_directory=True)
+    file = store.new_staging_file("link/new")  # made in the root: no link is followed
+    file.write(b"escaped?")
+    with pytest.raises(NotADirectoryKeyError, match="symbolic link"):
+        store.commit_staging_file("link/new", file)
+    file.close()
+    assert sorted(os.listdir(outside)) == ["secret"]
+    assert _all_names(store_dir) == ["link"]
+
+
+def test_staging_file_of_another_store_is_refused(tmp_path: pathlib.Path) -> None:
+    first, second = FilesystemStore(tmp_path / "one"), FilesystemStore(tmp_path / "two")
+    file = first.new_staging_file("k")
+    with pytest.raises(ValueError, match="not an open staging file"):
+        second.commit_staging_file("k", file)
+    first.commit_staging_file("k", file)
+    assert first.get("k") == b"" and "k" not in second
+
+
+def test_committed_staging_file_gets_perm(tmp_path: pathlib.Path, umask_022: None) -> None:
+    store = FilesystemStore(tmp_path / "root", perm=0o604, fsync=True)
+    file = store.new_staging_file("a/k")  # no root yet: made for the staging file
+    file.write(b"x")
+    store.commit_staging_file("a/k", file)
+    assert _mode(tmp_path / "root" / "a" / "k") == 0o604
+    assert store.get("a/k") == b"x"

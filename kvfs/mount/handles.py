@@ -8,7 +8,10 @@ read-ahead buffer. The first write, truncate or append makes a staged copy
 within its memory budget, else in a temporary file on local disk. The old value is fetched into it only
 when the write needs it (not after ``O_TRUNC`` or ``create``). The staged copy is
 uploaded with one ``put``/``put_file`` on flush, fsync and release; until then the
-store keeps the old value.
+store keeps the old value. On a store with ``supports_staging`` (FilesystemStore) the
+file is the store's own staging file, and the upload commits it (a rename): no copy.
+The committed file is then the stored value, so the staged copy is dropped and the
+next write stages anew.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from typing import IO
 
 from ..store import KeyValueStore
 
@@ -57,19 +62,28 @@ class MemoryBudget:
 
 
 class StagedData:
-    """A file's new content: a ``bytearray`` while small and within the budget, else a temporary file.
+    """A file's new content: a ``bytearray`` while small and within the budget, else a file.
 
-    "Small" is up to :data:`MEMORY_FILE_LIMIT`.
+    "Small" is up to :data:`MEMORY_FILE_LIMIT`. The file is a staging file of the store
+    where *staging_file* gives one (it returns None where the store has none), else a
+    temporary file in *directory*.
 
     Not thread-safe on its own: the owning :class:`OpenFile` serialises access.
     """
 
-    def __init__(self, budget: MemoryBudget, directory: str | None) -> None:
+    def __init__(
+        self,
+        budget: MemoryBudget,
+        directory: str | None,
+        staging_file: Callable[[], IO[bytes] | None] | None = None,
+    ) -> None:
         self._budget = budget
         self._directory = directory
+        self._staging_file = staging_file
         self._memory: bytearray | None = bytearray()
         self._reserved = 0  # bytes of the budget this copy holds
         self._fd = -1
+        self._staged_file: IO[bytes] | None = None  # the store's staging file, if used
         self.size = 0
 
     # ------------------------------------------------------------------ access
@@ -116,8 +130,18 @@ class StagedData:
             os.ftruncate(self._fd, length)
         self.size = length
 
-    def upload(self, store: KeyValueStore, key: str) -> None:
-        """Store the whole content under *key* (one put; raises what the store raises)."""
+    def upload(self, store: KeyValueStore, key: str) -> bool:
+        """Store the whole content under *key* (one put; raises what the store raises).
+
+        Returns True when the store's staging file was committed: it is the stored value
+        now, and this object is released (the caller drops it). Returns False when the
+        content was copied into the store and this object stays usable.
+        """
+        if self._staged_file is not None:
+            store.commit_staging_file(key, self._staged_file)  # closes the file
+            self._staged_file, self._fd = None, -1
+            self.release()
+            return True
         if self._memory is not None:
             if len(self._memory) <= _COPY_LIMIT:
                 store.put(key, bytes(self._memory))
@@ -128,14 +152,18 @@ class StagedData:
             # A file name lets a store copy in the kernel (FilesystemStore); the
             # temporary file has no name of its own any more, so use its descriptor's.
             store.put_file(key, f"/proc/self/fd/{self._fd}")
+        return False
 
     def release(self) -> None:
-        """Free the memory or temporary file. The object is unusable afterwards."""
+        """Free the memory or file (an uncommitted staging file is discarded). The object is unusable afterwards."""
         if self._reserved:
             self._budget.give_back(self._reserved)
             self._reserved = 0
         self._memory = None
-        if self._fd >= 0:
+        if self._staged_file is not None:
+            self._staged_file.close()
+            self._staged_file, self._fd = None, -1
+        elif self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
@@ -152,9 +180,13 @@ class StagedData:
         return True
 
     def _spill(self) -> None:
-        """Move the content to a temporary file on local disk."""
-        fd, path = tempfile.mkstemp(prefix="kvfs-staged-", dir=self._directory)
-        os.unlink(path)  # gone with the descriptor, even if the daemon is killed
+        """Move the content to the store's staging file, or a temporary file on local disk."""
+        staged_file = self._staging_file() if self._staging_file is not None else None
+        if staged_file is not None:
+            fd = staged_file.fileno()
+        else:
+            fd, path = tempfile.mkstemp(prefix="kvfs-staged-", dir=self._directory)
+            os.unlink(path)  # gone with the descriptor, even if the daemon is killed
         memory = self._memory
         assert memory is not None
         try:
@@ -164,9 +196,12 @@ class StagedData:
                 offset += os.pwrite(fd, view[offset:], offset)
             view.release()
         except BaseException:
-            os.close(fd)
+            if staged_file is not None:
+                staged_file.close()
+            else:
+                os.close(fd)
             raise
-        self._fd, self._memory = fd, None
+        self._fd, self._staged_file, self._memory = fd, staged_file, None
         self._budget.give_back(self._reserved)
         self._reserved = 0
 
@@ -224,11 +259,14 @@ class OpenFile:
         self.mtime_ns: int | None = None
         self.handles = 0
         self.detached = False
+        #: Counts the staged copies committed as the stored value: readers opened before
+        #: a commit read the old value, and start again (see :class:`ReadAhead`).
+        self.version = 0
 
     def stage(self, store: KeyValueStore, budget: MemoryBudget, directory: str | None, *, load: bool) -> StagedData:
         """Return the staged copy, making it first; with *load*, the old value is fetched into it."""
         if self.staged is None:
-            staged = StagedData(budget, directory)
+            staged = StagedData(budget, directory, self._staging_file(store) if store.supports_staging else None)
             try:
                 if load and self.exists and self.key is not None and self.size > 0:
                     store.get_file(self.key, _StagedWriter(staged))
@@ -239,9 +277,27 @@ class OpenFile:
             self.size = staged.size
         return self.staged
 
+    def _staging_file(self, store: KeyValueStore) -> Callable[[], IO[bytes] | None]:
+        def new() -> IO[bytes] | None:
+            # Called under self.lock, when the copy moves out of memory: the key then.
+            # A detached file is never stored: its copy needs no staging file.
+            if self.detached or self.key is None:
+                return None
+            try:
+                return store.new_staging_file(self.key)
+            except (OSError, ValueError):  # a temporary file of the mount's own serves too
+                return None
+
+        return new
+
     def touch(self) -> None:
         self.dirty = True
         self.mtime_ns = time.time_ns()
+
+    def committed(self) -> None:
+        """The staged copy was committed as the stored value (see :meth:`StagedData.upload`)."""
+        self.staged = None
+        self.version += 1
 
     def drop_staged(self) -> None:
         if self.staged is not None:
@@ -268,10 +324,17 @@ class ReadAhead:
         self._start = 0
         self._next = -1  # where a sequential read would start
         self._window = 0
+        self._version = 0  # the OpenFile.version of what was read
 
-    def read_into(self, store: KeyValueStore, key: str, offset: int, buffer: memoryview) -> int:
-        """Read from *offset* into *buffer*; return how many bytes were read (0 at the end)."""
+    def read_into(self, store: KeyValueStore, key: str, offset: int, buffer: memoryview, version: int = 0) -> int:
+        """Read from *offset* into *buffer*; return how many bytes were read (0 at the end).
+
+        *version* is the file's :attr:`OpenFile.version`: what was read of an older one is forgotten.
+        """
         with self.lock:
+            if version != self._version:
+                self._forget()
+                self._version = version
             if self._fd < 0 and self._local.enabled is not False:
                 self._fd = self._local.open(store, key)
             if self._fd >= 0:
@@ -296,10 +359,13 @@ class ReadAhead:
     def clear(self) -> None:
         """Forget what was read (also the open value); the reader stays usable."""
         with self.lock:
-            self._data, self._next, self._window = b"", -1, 0
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._forget()
+
+    def _forget(self) -> None:
+        self._data, self._next, self._window = b"", -1, 0
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class LocalValues:
@@ -314,6 +380,9 @@ class LocalValues:
 
         Raises what ``store.open`` raises (``KeyError`` for a missing key).
         """
+        if store.is_remote:  # a server's values are never local files: no open to find out
+            self.enabled = False
+            return -1
         value = store.open(key)
         try:
             fd = os.dup(value.fileno())

@@ -187,6 +187,9 @@ class KvfsOperations(mfusepy.Operations):
     def init_with_config(self, conn: Any, config: Any) -> None:
         if conn is not None:
             conn.max_write = MAX_WRITE
+            # The kernel takes the smaller of this and its own read-ahead: let the one
+            # the mounter sets (mounter.READ_AHEAD_KB) stand.
+            conn.max_readahead = 0xFFFFFFFF
             # Always READDIRPLUS: with "auto" the kernel asks for attributes with the
             # first chunk only and then sends a LOOKUP per later name (ls -l, grep -r);
             # the attributes come with the listing anyway.
