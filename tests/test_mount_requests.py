@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import pathlib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -106,3 +107,74 @@ def test_an_append_costs_one_get_and_one_put(s3, tmp_path: pathlib.Path) -> None
             log.write(b"two\n")
         assert dict(requests) == {"GetObject": 1, "PutObject": 1}
     assert store.get("log") == b"one\ntwo\n"
+
+
+def drop_kernel_pages(path: pathlib.Path) -> None:
+    """Make the kernel forget its cached pages of *path*: the next read reaches the mount."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_files_written_through_the_mount_are_read_again_without_a_download(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    small, big = os.urandom(10_000), os.urandom(3 * 1024 * 1024)  # in memory / in a temporary file
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+        (mnt / "small").write_bytes(small)
+        (mnt / "big").write_bytes(big)
+        for name in ("small", "big"):
+            drop_kernel_pages(mnt / name)
+        requests.clear()
+        assert (mnt / "small").read_bytes() == small
+        assert (mnt / "big").read_bytes() == big
+        assert "GetObject" not in requests
+        # Changed through the mount: the copy goes, the new value is read.
+        with open(mnt / "small", "r+b") as file:
+            file.write(b"NEW")
+        drop_kernel_pages(mnt / "small")
+        assert (mnt / "small").read_bytes() == b"NEW" + small[3:]
+        # Renamed: the copy follows the name.
+        os.rename(mnt / "big", mnt / "moved")
+        drop_kernel_pages(mnt / "moved")
+        requests.clear()
+        assert (mnt / "moved").read_bytes() == big
+        assert "GetObject" not in requests
+
+
+def test_a_copy_is_not_served_once_the_store_changed(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    with mount_store(store, tmp_path / "mnt", attr_timeout=0.1, listing_timeout=0.1) as mnt:
+        (mnt / "f").write_bytes(b"written by the mount")
+        store.put("f", b"changed elsewhere")  # another size
+        for _ in range(100):  # until the mount's caches expire
+            drop_kernel_pages(mnt / "f")
+            if (mnt / "f").read_bytes() == b"changed elsewhere":
+                break
+            time.sleep(0.05)
+        assert (mnt / "f").read_bytes() == b"changed elsewhere"
+
+
+def test_a_small_file_read_whole_is_kept(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    store.put("f", b"stored by the library")
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+        os.listdir(mnt)
+        # S3 times are whole seconds: a copy is only trusted for a time two seconds old.
+        time.sleep(2.1)
+        requests.clear()
+        assert (mnt / "f").read_bytes() == b"stored by the library"
+        drop_kernel_pages(mnt / "f")
+        assert (mnt / "f").read_bytes() == b"stored by the library"
+        assert dict(requests) == {"GetObject": 1}
+
+
+def test_without_a_read_cache_every_read_downloads(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG, read_cache_size=0) as mnt:
+        (mnt / "f").write_bytes(b"data")
+        drop_kernel_pages(mnt / "f")
+        requests.clear()
+        assert (mnt / "f").read_bytes() == b"data"
+        assert dict(requests) == {"GetObject": 1}

@@ -154,6 +154,27 @@ class StagedData:
             store.put_file(key, f"/proc/self/fd/{self._fd}")
         return False
 
+    def take_for_cache(self, memory_limit: int) -> bytes | int | None:
+        """Hand the content over to a read cache and release this object.
+
+        Returns the bytes (content up to *memory_limit* bytes held in memory), or a
+        descriptor of an unlinked temporary file the caller now owns, or None where the
+        content is no copy of its own (a committed staging file) or could not be kept.
+        """
+        try:
+            if self._memory is not None:
+                if len(self._memory) <= memory_limit:
+                    return bytes(self._memory)
+                self._spill_to_temporary()
+            if self._staged_file is not None or self._fd < 0:
+                return None
+            fd, self._fd = self._fd, -1
+            return fd
+        except OSError:
+            return None
+        finally:
+            self.release()
+
     def release(self) -> None:
         """Free the memory or file (an uncommitted staging file is discarded). The object is unusable afterwards."""
         if self._reserved:
@@ -178,6 +199,13 @@ class StagedData:
                 return False
         self._reserved += want
         return True
+
+    def _spill_to_temporary(self) -> None:
+        staging_file, self._staging_file = self._staging_file, None
+        try:
+            self._spill()
+        finally:
+            self._staging_file = staging_file
 
     def _spill(self) -> None:
         """Move the content to the store's staging file, or a temporary file on local disk."""
@@ -325,6 +353,18 @@ class ReadAhead:
         self._next = -1  # where a sequential read would start
         self._window = 0
         self._version = 0  # the OpenFile.version of what was read
+        self._whole = False  # _data is the whole value (from a read cache)
+        #: The whole value when one read fetched all of it (for a read cache), else None.
+        self.fetched_whole: bytes | None = None
+
+    def preload(self, data: bytes | None, fd: int = -1) -> None:
+        """Serve reads from a local copy of the whole value: *data*, or the file *fd* (now owned)."""
+        with self.lock:
+            self._forget()
+            if fd >= 0:
+                self._fd = fd
+            elif data is not None:
+                self._data, self._start, self._whole = data, 0, True
 
     def read_into(self, store: KeyValueStore, key: str, offset: int, buffer: memoryview, version: int = 0) -> int:
         """Read from *offset* into *buffer*; return how many bytes were read (0 at the end).
@@ -345,6 +385,8 @@ class ReadAhead:
 
     def _read(self, store: KeyValueStore, key: str, offset: int, size: int) -> bytes:
         start, data = self._start, self._data
+        if self._whole:
+            return data[offset : offset + size]
         if start <= offset and offset + size <= start + len(data):
             self._next = offset + size
             return data[offset - start : offset - start + size]
@@ -352,8 +394,11 @@ class ReadAhead:
             self._window = min(max(2 * self._window, MIN_READ_AHEAD), MAX_READ_AHEAD)
         else:
             self._window = 0
-        fetched = store.get_range(key, offset, max(size, self._window))
+        wanted = max(size, self._window)
+        fetched = store.get_range(key, offset, wanted)
         self._data, self._start, self._next = fetched, offset, offset + size
+        if offset == 0 and len(fetched) < wanted:
+            self.fetched_whole = fetched
         return fetched[:size]
 
     def clear(self) -> None:
@@ -362,7 +407,7 @@ class ReadAhead:
             self._forget()
 
     def _forget(self) -> None:
-        self._data, self._next, self._window = b"", -1, 0
+        self._data, self._next, self._window, self._whole = b"", -1, 0, False
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -400,12 +445,14 @@ class LocalValues:
 class Handle:
     """One open file descriptor's state in the daemon."""
 
-    __slots__ = ("file", "writable", "reader")
+    __slots__ = ("file", "writable", "reader", "signature")
 
     def __init__(self, file: OpenFile, writable: bool, local: LocalValues) -> None:
         self.file = file
         self.writable = writable
         self.reader = ReadAhead(local)
+        #: (size, mtime) of the stored value when opened, for a read cache; None if unknown.
+        self.signature: tuple[int, float] | None = None
 
 
 __all__ = ["MemoryBudget", "StagedData", "OpenFile", "ReadAhead", "LocalValues", "Handle", "MAX_READ_AHEAD"]

@@ -30,6 +30,7 @@ from .binding import RENAME_NOREPLACE, mfusepy
 from .handles import Handle, LocalValues, MemoryBudget, OpenFile
 from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache
 from .options import MountOptions
+from .readcache import MEMORY_VALUE_LIMIT, ReadCache
 from .paths import (
     PathError,
     check_path_key,
@@ -179,6 +180,8 @@ class KvfsOperations(mfusepy.Operations):
         # entry_timeout, and then sends an open(O_CREAT) of one as a plain open.
         self._unstored_creates: set[str] = set()
         self._written: dict[str, _Written] = {}
+        # Local copies of values, where fetching one again is a download.
+        self._read_cache = ReadCache(options.read_cache_size if self.store.is_remote else 0)
         # Negative lookups from one listing of the directory only where each request is a round trip.
         self._lists_for_lookups = bool(self.store.is_remote and self.store.fast_level_listing)
 
@@ -211,6 +214,7 @@ class KvfsOperations(mfusepy.Operations):
             self._on_ready()
 
     def destroy(self, path: str) -> None:
+        self._read_cache.clear()
         log.debug("unmounted")
 
     # ================================================================== names
@@ -522,10 +526,22 @@ class KvfsOperations(mfusepy.Operations):
 
     # ================================================================== files
 
-    def _new_handle(self, file: OpenFile, writable: bool, fi: Any) -> None:
+    def _new_handle(self, file: OpenFile, writable: bool, fi: Any) -> Handle:
         number = next(self._numbers)
-        self._handles[number] = Handle(file, writable, self._local_values)
+        handle = self._handles[number] = Handle(file, writable, self._local_values)
         fi.fh = number
+        return handle
+
+    def _use_read_cache(self, handle: Handle, key: str, entry: Entry) -> None:
+        """Serve *handle* from the read cache's copy of *key*, or let it fill the cache."""
+        if entry.mtime is None or handle.file.staged is not None:
+            return
+        cached = self._read_cache.get(key, entry.size, entry.mtime)
+        if cached is not None:
+            handle.reader.preload(cached.data, cached.fd)
+        elif entry.mtime % 1 != 0 or time.time() >= entry.mtime + 2:
+            # A whole-second time is trusted once it is old enough (see _unchanged).
+            handle.signature = (entry.size, entry.mtime)
 
     def _acquire(self, key: str, size: int, *, exists: bool) -> OpenFile:
         with self._table:
@@ -571,7 +587,9 @@ class KvfsOperations(mfusepy.Operations):
             # Nothing to upload: spare the kernel a FLUSH on close. (A dirty file, say
             # after a failed upload, keeps FLUSH: any close then tries again.)
             fi.noflush = 1
-        self._new_handle(file, writable, fi)
+        handle = self._new_handle(file, writable, fi)
+        if self._read_cache.enabled:
+            self._use_read_cache(handle, key, entry)
         return 0
 
     @_operation
@@ -626,6 +644,7 @@ class KvfsOperations(mfusepy.Operations):
     def _modified(self, key: str) -> None:
         """The mount changed *key*'s content: the kernel's cached pages of it are stale."""
         self._seen.pop(key, None)
+        self._read_cache.drop(key)
         overrides = self._overrides.get(key)
         if overrides is not None and overrides.mtime_ns is not None:
             self._overrides.update(key, mtime_ns=None)  # a write sets the mtime to now
@@ -647,7 +666,13 @@ class KvfsOperations(mfusepy.Operations):
         key = file.key
         if key is None or offset >= file.size:
             return 0
-        return handle.reader.read_into(self.store, key, offset, buffer, file.version)
+        reader = handle.reader
+        count = reader.read_into(self.store, key, offset, buffer, file.version)
+        if reader.fetched_whole is not None:
+            whole, reader.fetched_whole = reader.fetched_whole, None
+            if handle.signature is not None and handle.signature[0] == len(whole):
+                self._read_cache.keep_bytes(key, whole, handle.signature[1])
+        return count
 
     @_operation
     def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: Any) -> int:
@@ -766,7 +791,24 @@ class KvfsOperations(mfusepy.Operations):
                     self._meta.set(file.key, None)  # created, never stored
                     if not file.detached:
                         self._unstored_creates.add(file.key)
+                if self._read_cache.enabled:
+                    self._keep_staged(file)
                 file.drop_staged()
+
+    def _keep_staged(self, file: OpenFile) -> None:
+        """Give the staged copy of a stored file to the read cache (its value, as uploaded)."""
+        key, staged = file.key, file.staged
+        written = self._written.get(key) if key is not None else None
+        if key is None or staged is None or file.dirty or file.detached or not file.exists:
+            return
+        if written is None or written.size != staged.size:
+            return
+        file.staged = None
+        content = staged.take_for_cache(MEMORY_VALUE_LIMIT)
+        if isinstance(content, bytes):
+            self._read_cache.keep_bytes(key, content, written.mtime)
+        elif content is not None:
+            self._read_cache.keep_file(key, content, written.size, written.mtime)
 
     # ================================================================== names
 
@@ -814,6 +856,7 @@ class KvfsOperations(mfusepy.Operations):
         self._meta.set(key, None)
         self._overrides.drop(key)
         self._seen.pop(key, None)
+        self._read_cache.drop(key)
         self._keep_parent(key)
 
     @_operation
@@ -906,6 +949,7 @@ class KvfsOperations(mfusepy.Operations):
         self._meta.set(source, None)
         self._overrides.move(source, hidden)
         self._seen.pop(source, None)
+        self._read_cache.drop(source)
         self._keep_parent(source)
 
     def _move_file(self, source: str, target: str, moving: Entry, replacing: bool) -> None:
@@ -935,6 +979,7 @@ class KvfsOperations(mfusepy.Operations):
         self._written.pop(source, None)
         if moved and moving.mtime is not None:
             self._written[target] = _Written(size, moving.mtime, started, time.time())
+        self._read_cache.move(source, target, moving.mtime if moved else None)
         self._overrides.move(source, target)
         # The kernel keeps the inode's pages across a rename: so does the signature.
         signature = self._seen.pop(source, None)
@@ -957,6 +1002,7 @@ class KvfsOperations(mfusepy.Operations):
         self._overrides.move(source, target, tree=True)
         for key in [k for k in self._seen if k.startswith(below)]:
             self._seen.pop(key, None)
+        self._read_cache.drop_tree(source)
         self._meta.forget_tree(source)
         self._meta.forget_tree(target)
         self._meta.set(source, None)
