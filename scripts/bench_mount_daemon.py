@@ -35,7 +35,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
@@ -48,7 +48,8 @@ from kvfs.store import KeyValueStore  # noqa: E402
 COUNTED_METHODS = (
     "put", "put_file", "get", "get_file", "open", "get_range", "stat", "__contains__",
     "iter_level", "iter_keys", "keys", "iter_prefixes", "copy", "move", "delete",
-    "put_directory", "delete_directory", "has_directory",
+    "put_directory", "delete_directory", "has_directory", "new_staging_file",
+    "commit_staging_file",
 )  # fmt: skip
 
 
@@ -75,12 +76,27 @@ class CountingStore(StoreDecorator):
 
     Only the outermost call on a thread is counted, so a method the core builds on
     another (``keys`` on ``iter_keys``) counts once.
+
+    Unlike :class:`~kvfs.decorator.StoreDecorator`, it forwards ``supports_staging``
+    and the staging methods too: it changes no value, so the mount may write into the
+    wrapped store's staging files, as it would without the counting.
     """
 
     def __init__(self, store: KeyValueStore, counts: Counts) -> None:
         super().__init__(store)
         self._counts = counts
         self._depth = threading.local()
+
+    @property
+    def supports_staging(self) -> bool:  # type: ignore[override]
+        """The wrapped store's ``supports_staging``."""
+        return self._dstore.supports_staging
+
+    def _new_staging_file(self, key: str) -> IO[bytes]:
+        return self._dstore.new_staging_file(key)
+
+    def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
+        return self._dstore.commit_staging_file(key, file)
 
 
 def _counted(name: str) -> Callable[..., Any]:
