@@ -165,3 +165,23 @@ def test_sendfile_into_a_write_only_handle(mnt: pathlib.Path, store, tmp_path: p
                 os.close(fd)
         assert os.pread(reader.fileno(), len(data) + 1, 0) == data
     assert store.get("copy") == data
+
+
+@pytest.mark.parametrize(
+    ("release", "safe"),
+    [
+        ("6.18.44-fc-v782", True),
+        ("6.19.0", True),
+        ("7.1.0-rc2", True),
+        ("6.18.2", False),
+        ("6.6.120-1-lts", True),
+        ("6.6.119", False),
+        ("6.7.5", False),
+        ("5.10.0-28-amd64", False),
+        ("not a version", False),
+    ],
+)
+def test_direct_writes_only_on_kernels_that_drop_stale_pages(release: str, safe: bool) -> None:
+    from kvfs.mount.binding import kernel_drops_pages_around_direct_writes
+
+    assert kernel_drops_pages_around_direct_writes(release) is safe

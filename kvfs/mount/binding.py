@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import threading
 from types import ModuleType
 
@@ -48,6 +49,25 @@ def load_mfusepy() -> ModuleType:
 
 
 mfusepy = load_mfusepy()
+
+
+def kernel_drops_pages_around_direct_writes(release: str) -> bool:
+    """Whether a kernel of this *release* keeps other handles' cached pages right around a direct write.
+
+    A write through a FOPEN_DIRECT_IO handle skips the page cache; Linux drops the
+    pages of the written range before (6.6) and after (6.19, backported to 6.18.3 and
+    6.6.120) each such write, so readers on other handles and shared mmaps never see
+    stale data. Older kernels keep the stale pages.
+    """
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    if match is None:
+        return False
+    version = tuple(int(part or 0) for part in match.groups())
+    return version >= (6, 19) or (6, 18, 3) <= version < (6, 19) or (6, 6, 120) <= version < (6, 7)
+
+
+#: Write-only handles bypass the kernel's page cache (one copy less per write) where safe.
+DIRECT_WRITES = kernel_drops_pages_around_direct_writes(os.uname().release)
 
 
 _thread_state = threading.local()
@@ -178,4 +198,4 @@ class KvfsFUSE(mfusepy.FUSE):
         return self.operations.rename(self._decode(old), self._decode(new), flags)
 
 
-__all__ = ["mfusepy", "KvfsFUSE", "FuseUnavailableError", "load_mfusepy", "RENAME_NOREPLACE"]
+__all__ = ["mfusepy", "KvfsFUSE", "DIRECT_WRITES", "kernel_drops_pages_around_direct_writes", "FuseUnavailableError", "load_mfusepy", "RENAME_NOREPLACE"]

@@ -154,12 +154,13 @@ class StagedData:
             store.put_file(key, f"/proc/self/fd/{self._fd}")
         return False
 
-    def take_for_cache(self, memory_limit: int) -> bytes | int | None:
-        """Hand the content over to a read cache and release this object.
+    def share_for_cache(self, memory_limit: int) -> bytes | int | None:
+        """A copy of the content for a read cache, which keeps it unchanged from now on.
 
-        Returns the bytes (content up to *memory_limit* bytes held in memory), or a
-        descriptor of an unlinked temporary file the caller now owns, or None where the
-        content is no copy of its own (a committed staging file) or could not be kept.
+        Returns the bytes (content up to *memory_limit* bytes held in memory), or a new
+        descriptor of the temporary file holding the content (larger content held in memory
+        moves there first), or None for a store's staging file or when that fails. A file
+        shared so is written again only after the cache dropped its copy.
         """
         try:
             if self._memory is not None:
@@ -168,12 +169,9 @@ class StagedData:
                 self._spill_to_temporary()
             if self._staged_file is not None or self._fd < 0:
                 return None
-            fd, self._fd = self._fd, -1
-            return fd
+            return os.dup(self._fd)
         except OSError:
             return None
-        finally:
-            self.release()
 
     def release(self) -> None:
         """Free the memory or file (an uncommitted staging file is discarded). The object is unusable afterwards."""

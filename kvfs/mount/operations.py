@@ -26,8 +26,8 @@ from typing import Any, TypeVar, overload
 
 from ..errors import NotADirectoryKeyError, ReadOnlyError
 from ..store import KeyValueStore
-from .binding import RENAME_NOREPLACE, mfusepy
-from .handles import Handle, LocalValues, MemoryBudget, OpenFile
+from .binding import DIRECT_WRITES, RENAME_NOREPLACE, mfusepy
+from .handles import Handle, LocalValues, MemoryBudget, OpenFile, StagedData
 from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache
 from .options import MountOptions
 from .readcache import MEMORY_VALUE_LIMIT, ReadCache
@@ -529,6 +529,10 @@ class KvfsOperations(mfusepy.Operations):
     def _new_handle(self, file: OpenFile, writable: bool, fi: Any) -> Handle:
         number = next(self._numbers)
         handle = self._handles[number] = Handle(file, writable, self._local_values)
+        if DIRECT_WRITES and fi.flags & os.O_ACCMODE == os.O_WRONLY:
+            # Nothing reads through this handle: the kernel need not keep a copy of what
+            # it writes (other handles' pages of the range are dropped, see binding.py).
+            fi.direct_io = 1
         fi.fh = number
         return handle
 
@@ -572,6 +576,7 @@ class KvfsOperations(mfusepy.Operations):
         try:
             if flags & os.O_TRUNC and writable:
                 with file.lock:
+                    self._read_cache.drop(key)  # it may share the staged file
                     file.stage(self.store, self._budget, self._cache_dir, load=False).truncate(0)
                     file.size = 0
                     file.touch()
@@ -606,6 +611,7 @@ class KvfsOperations(mfusepy.Operations):
     def _new_file(self, key: str, mode: int | None, fi: Any) -> None:
         """Open a new empty file *key* that is not stored until its first flush."""
         self._unstored_creates.discard(key)
+        self._read_cache.drop(key)  # it may share the staged file of an open file
         file = self._acquire(key, 0, exists=False)
         try:
             with file.lock:
@@ -680,6 +686,8 @@ class KvfsOperations(mfusepy.Operations):
         file = self._handles[fh.fh].file
         with file.lock:
             first = not file.dirty
+            if first and file.key is not None:
+                self._read_cache.drop(file.key)  # it may share the staged file
             staged = file.stage(self.store, self._budget, self._cache_dir, load=True)
             staged.write(offset, data)
             file.size = staged.size
@@ -702,6 +710,8 @@ class KvfsOperations(mfusepy.Operations):
             file = self._files.get(key)
         if file is not None:
             with file.lock:
+                if key is not None:
+                    self._read_cache.drop(key)  # it may share the staged file
                 file.stage(self.store, self._budget, self._cache_dir, load=length > 0).truncate(length)
                 file.size = length
                 file.touch()
@@ -756,6 +766,10 @@ class KvfsOperations(mfusepy.Operations):
             file.dirty = False
             file.exists = True
             self._stored(key, staged.size, started)
+            if self._read_cache.enabled and not committed:
+                # Now, not at release: the kernel sends RELEASE after close() returns, and
+                # the next open may come first.
+                self._keep_copy(key, staged)
 
     @_operation
     def flush(self, path: str | None, fh: Any) -> int:
@@ -791,20 +805,18 @@ class KvfsOperations(mfusepy.Operations):
                     self._meta.set(file.key, None)  # created, never stored
                     if not file.detached:
                         self._unstored_creates.add(file.key)
-                if self._read_cache.enabled:
-                    self._keep_staged(file)
                 file.drop_staged()
 
-    def _keep_staged(self, file: OpenFile) -> None:
-        """Give the staged copy of a stored file to the read cache (its value, as uploaded)."""
-        key, staged = file.key, file.staged
-        written = self._written.get(key) if key is not None else None
-        if key is None or staged is None or file.dirty or file.detached or not file.exists:
+    def _keep_copy(self, key: str, staged: StagedData) -> None:
+        """Give the read cache a copy of the value just uploaded from *staged*.
+
+        A file copy shares the staged file: a later write through the mount drops the
+        cache's copy before it changes anything (see :meth:`write`).
+        """
+        written = self._written.get(key)
+        if written is None:
             return
-        if written is None or written.size != staged.size:
-            return
-        file.staged = None
-        content = staged.take_for_cache(MEMORY_VALUE_LIMIT)
+        content = staged.share_for_cache(MEMORY_VALUE_LIMIT)
         if isinstance(content, bytes):
             self._read_cache.keep_bytes(key, content, written.mtime)
         elif content is not None:
