@@ -62,8 +62,8 @@ def test_too_big_values_and_a_zero_limit_keep_nothing() -> None:
     cache.keep_bytes("a", b"x", 1.5)
     assert cache.get("a", 1, 1.5) is None
     cache = ReadCache(10 * MEMORY_VALUE_LIMIT)
-    cache.keep_bytes("big", bytes(MEMORY_VALUE_LIMIT + 1), 1.5)
-    assert cache.get("big", MEMORY_VALUE_LIMIT + 1, 1.5) is None
+    cache.keep_bytes("big", bytes(11 * MEMORY_VALUE_LIMIT), 1.5)
+    assert cache.get("big", 11 * MEMORY_VALUE_LIMIT, 1.5) is None
     cache.keep_file("huge", temporary_file(b"x"), 11 * MEMORY_VALUE_LIMIT, 1.5)
     assert cache.get("huge", 11 * MEMORY_VALUE_LIMIT, 1.5) is None
 
@@ -81,3 +81,20 @@ def test_moves_carry_the_copy_and_drops_forget_it() -> None:
     assert cache.get("e", 1, 1.5).data == b"e"
     cache.clear()
     assert cache.get("e", 1, 1.5) is None
+
+
+def test_values_beyond_the_memory_part_go_to_temporary_files(tmp_path) -> None:
+    cache = ReadCache(100 * MEMORY_VALUE_LIMIT, str(tmp_path))
+    big = os.urandom(MEMORY_VALUE_LIMIT + 1)
+    cache.keep_bytes("big", big, 1.5)
+    copy = cache.get("big", len(big), 1.5)
+    assert copy.data is None and os.pread(copy.fd, len(big) + 1, 0) == big
+    os.close(copy.fd)
+    assert os.listdir(tmp_path) == []  # unlinked at once
+    for number in range(70):  # 70 MiB of small values: more than the memory part
+        cache.keep_bytes(f"small{number}", bytes([number]) * MEMORY_VALUE_LIMIT, 1.5)
+    first, last = cache.get("small0", MEMORY_VALUE_LIMIT, 1.5), cache.get("small69", MEMORY_VALUE_LIMIT, 1.5)
+    assert first.data is not None and first.data[:1] == bytes([0])
+    assert last.data is None and os.pread(last.fd, 1, 0) == bytes([69])
+    os.close(last.fd)
+    cache.clear()

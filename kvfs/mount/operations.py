@@ -181,7 +181,7 @@ class KvfsOperations(mfusepy.Operations):
         self._unstored_creates: set[str] = set()
         self._written: dict[str, _Written] = {}
         # Local copies of values, where fetching one again is a download.
-        self._read_cache = ReadCache(options.read_cache_size if self.store.is_remote else 0)
+        self._read_cache = ReadCache(options.read_cache_size if self.store.is_remote else 0, options.cache_dir)
         # Negative lookups from one listing of the directory only where each request is a round trip.
         self._lists_for_lookups = bool(self.store.is_remote and self.store.fast_level_listing)
 

@@ -5,21 +5,27 @@ copy here, so reading it again (after the kernel dropped its pages, or in anothe
 program) costs no download. A copy is only served while the store still describes the
 value as it was (same size and modification time as when the copy was made), and the
 mount drops it when it changes, deletes or renames the key. Small values are kept in
-memory, larger ones in unlinked temporary files; the least recently used copies go
-first when a limit is reached.
+memory, larger ones (and small ones once the memory part is full) in unlinked
+temporary files; the least recently used copies go first when a limit is reached.
 """
 
 from __future__ import annotations
 
 import os
+import resource
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 #: Values up to this size are kept in memory, larger ones in temporary files.
 MEMORY_VALUE_LIMIT = 1024 * 1024
-#: At most this much memory for the values kept in memory (or the whole limit if smaller).
+#: At most this much memory for the values kept in memory (or the whole limit if smaller);
+#: beyond it small values go to temporary files too.
 MEMORY_LIMIT = 64 * 1024 * 1024
+#: At most this many temporary files (open descriptors), and at most a quarter of the
+#: process's descriptor limit.
+MAX_FILES = 4096
 
 
 @dataclass(frozen=True)
@@ -38,12 +44,16 @@ class ReadCache:
     The cache owns the descriptors it is given and closes them when a copy goes.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, directory: str | None = None) -> None:
         self.limit = limit
+        self._directory = directory
         self._memory_limit = min(limit, MEMORY_LIMIT)
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self._max_files = MAX_FILES if soft == resource.RLIM_INFINITY else min(MAX_FILES, soft // 4)
         self._values: OrderedDict[str, CachedValue] = OrderedDict()
         self._in_memory = 0
         self._on_disk = 0
+        self._files = 0
         self._lock = threading.Lock()
 
     @property
@@ -71,10 +81,27 @@ class ReadCache:
 
     def keep_bytes(self, key: str, data: bytes, mtime: float | None) -> None:
         """Keep *data* as the value of *key* with *mtime* (dropped if it cannot be kept)."""
-        if mtime is None or len(data) > MEMORY_VALUE_LIMIT or len(data) > self._memory_limit:
+        if mtime is None or len(data) > self.limit:
             self.drop(key)
             return
-        self._add(key, CachedValue(len(data), mtime, data=data))
+        if len(data) <= MEMORY_VALUE_LIMIT and self._in_memory + len(data) <= self._memory_limit:
+            self._add(key, CachedValue(len(data), mtime, data=data))
+            return
+        try:
+            fd, path = tempfile.mkstemp(prefix="kvfs-cached-", dir=self._directory)
+        except OSError:
+            self.drop(key)
+            return
+        os.unlink(path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            os.close(fd)
+            self.drop(key)
+            return
+        self.keep_file(key, fd, len(data), mtime)
 
     def keep_file(self, key: str, fd: int, size: int, mtime: float | None) -> None:
         """Keep the temporary file *fd* (the cache owns it from now on) as the value of *key*."""
@@ -123,9 +150,14 @@ class ReadCache:
                 self._in_memory += value.size
             else:
                 self._on_disk += value.size
+                self._files += 1
             # Least recently used first; never the copy just added.
             for old in list(self._values):
-                if self._in_memory <= self._memory_limit and self._on_disk <= self.limit:
+                if (
+                    self._in_memory <= self._memory_limit
+                    and self._on_disk <= self.limit
+                    and self._files <= self._max_files
+                ):
                     break
                 if old != key:
                     self._remove(old)
@@ -138,6 +170,7 @@ class ReadCache:
             self._in_memory -= value.size
         else:
             self._on_disk -= value.size
+            self._files -= 1
             os.close(value.fd)
 
 
