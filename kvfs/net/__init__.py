@@ -21,6 +21,21 @@ from ..errors import BackendError
 READ_BUFFER_SIZE = 256 * 1024
 
 
+class BucketStoreCapabilities:
+    """The capability flags every object-store backend (S3, GCS) shares.
+
+    A request each, with metadata, ranges and one-level listings natively; directory
+    markers are ``dir/`` objects, as other tools of these services make them.
+    """
+
+    is_remote = True
+    fast_stat = True
+    fast_ranges = True
+    fast_level_listing = True
+    listing_has_sizes = True
+    supports_directories = True
+
+
 class _StreamedValue(io.RawIOBase):
     """A read-only, seekable raw file over ``open_at(position) -> stream`` of known size."""
 

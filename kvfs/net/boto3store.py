@@ -13,7 +13,7 @@ from ..errors import BackendError, InvalidKeyError, KeyNotFoundError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore
-from . import UploadSource, open_streamed
+from . import BucketStoreCapabilities, UploadSource, open_streamed
 
 boto3 = require("boto3", "s3")
 from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
@@ -118,7 +118,7 @@ def _copy_too_large(error: BackendError) -> bool:
     return details.get("Code") in ("InvalidRequest", "EntityTooLarge") and "size" in str(details.get("Message", ""))
 
 
-class Boto3Store(UrlMixin, CopyMixin, KeyValueStore):
+class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     """Keeps each value in an object of an S3 bucket, named *prefix* + key.
 
     *bucket* is a boto3 ``Bucket`` resource (as in simplekv) or a bucket name; with a
@@ -145,13 +145,6 @@ class Boto3Store(UrlMixin, CopyMixin, KeyValueStore):
     server or the network does wrong (wrong credentials, no bucket, timeouts) raises
     :class:`~kvfs.errors.BackendError` with the server's message, never a credential.
     """
-
-    is_remote = True
-    fast_stat = True
-    fast_ranges = True
-    fast_level_listing = True
-    listing_has_sizes = True
-    supports_directories = True
 
     def __init__(
         self,

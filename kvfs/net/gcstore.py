@@ -14,7 +14,7 @@ from ..errors import BackendError, KeyNotFoundError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore
-from . import RangedStream, UploadSource, open_streamed
+from . import BucketStoreCapabilities, RangedStream, UploadSource, open_streamed
 
 storage = require("google.cloud.storage", "gcs", "google-cloud-storage")
 import requests  # noqa: E402  (a dependency of google-cloud-storage)
@@ -58,7 +58,7 @@ def _errors(key: str | None = None) -> Iterator[None]:
         raise BackendError(f"GCS: {error}") from error
 
 
-class GoogleCloudStore(UrlMixin, CopyMixin, KeyValueStore):
+class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     """Keeps each value in an object (blob) of a Google Cloud Storage bucket.
 
     The constructor takes simplekv's arguments: *credentials* is the path of a service
@@ -84,13 +84,6 @@ class GoogleCloudStore(UrlMixin, CopyMixin, KeyValueStore):
     (credentials, permissions, a missing bucket, the network) raise
     :class:`~kvfs.errors.BackendError` with the server's message.
     """
-
-    is_remote = True
-    fast_stat = True
-    fast_ranges = True
-    fast_level_listing = True
-    listing_has_sizes = True
-    supports_directories = True
 
     def __init__(
         self,
