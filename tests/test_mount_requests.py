@@ -178,3 +178,18 @@ def test_without_a_read_cache_every_read_downloads(s3, tmp_path: pathlib.Path) -
         requests.clear()
         assert (mnt / "f").read_bytes() == b"data"
         assert dict(requests) == {"GetObject": 1}
+
+
+def test_appending_to_a_file_the_mount_wrote_costs_one_put(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+        (mnt / "log").write_bytes(b"one\n")
+        (mnt / "big.log").write_bytes(b"x" * (3 * 1024 * 1024))  # its copy is a temporary file
+        requests.clear()
+        for name in ("log", "big.log"):
+            with open(mnt / name, "ab") as log:
+                log.write(b"two\n")
+        # The old values come from the read cache, not from the server.
+        assert dict(requests) == {"PutObject": 2}
+    assert store.get("log") == b"one\ntwo\n"
+    assert store.get("big.log") == b"x" * (3 * 1024 * 1024) + b"two\n"

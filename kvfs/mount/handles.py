@@ -16,6 +16,7 @@ next write stages anew.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import IO
 
 from ..store import KeyValueStore
+from .readcache import CachedValue
 
 #: Read-ahead grows to this many bytes per handle on sequential reads.
 MAX_READ_AHEAD = 8 * 1024 * 1024
@@ -289,19 +291,38 @@ class OpenFile:
         #: a commit read the old value, and start again (see :class:`ReadAhead`).
         self.version = 0
 
-    def stage(self, store: KeyValueStore, budget: MemoryBudget, directory: str | None, *, load: bool) -> StagedData:
-        """Return the staged copy, making it first; with *load*, the old value is fetched into it."""
-        if self.staged is None:
-            staged = StagedData(budget, directory, self._staging_file(store) if store.supports_staging else None)
-            try:
-                if load and self.exists and self.key is not None and self.size > 0:
-                    store.get_file(self.key, _StagedWriter(staged))
-            except BaseException:
-                staged.release()
-                raise
-            self.staged = staged
-            self.size = staged.size
-        return self.staged
+    def stage(
+        self,
+        store: KeyValueStore,
+        budget: MemoryBudget,
+        directory: str | None,
+        *,
+        load: bool,
+        local_copy: CachedValue | None = None,
+    ) -> StagedData:
+        """Return the staged copy, making it first; with *load*, the old value is fetched into it.
+
+        A *local_copy* of the old value (from a read cache; its descriptor is closed here)
+        is loaded instead of fetching the value from the store.
+        """
+        try:
+            if self.staged is None:
+                staged = StagedData(budget, directory, self._staging_file(store) if store.supports_staging else None)
+                try:
+                    if load and self.exists and self.key is not None and self.size > 0:
+                        if local_copy is not None:
+                            _load_local_copy(staged, local_copy)
+                        else:
+                            store.get_file(self.key, _StagedWriter(staged))
+                except BaseException:
+                    staged.release()
+                    raise
+                self.staged = staged
+                self.size = staged.size
+            return self.staged
+        finally:
+            if local_copy is not None and local_copy.fd >= 0:
+                os.close(local_copy.fd)
 
     def _staging_file(self, store: KeyValueStore) -> Callable[[], IO[bytes] | None]:
         def new() -> IO[bytes] | None:
@@ -329,6 +350,19 @@ class OpenFile:
         if self.staged is not None:
             self.staged.release()
             self.staged = None
+
+
+def _load_local_copy(staged: StagedData, copy: CachedValue) -> None:
+    if copy.data is not None:
+        staged.write(0, copy.data)
+        return
+    offset = 0
+    while offset < copy.size:
+        chunk = os.pread(copy.fd, min(CHUNK, copy.size - offset), offset)
+        if not chunk:
+            raise OSError(errno.EIO, "the read cache's copy is shorter than its value")
+        staged.write(offset, chunk)
+        offset += len(chunk)
 
 
 class ReadAhead:

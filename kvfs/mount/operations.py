@@ -30,7 +30,7 @@ from .binding import DIRECT_WRITES, RENAME_NOREPLACE, mfusepy
 from .handles import Handle, LocalValues, MemoryBudget, OpenFile, StagedData
 from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache
 from .options import MountOptions
-from .readcache import MEMORY_VALUE_LIMIT, ReadCache
+from .readcache import MEMORY_VALUE_LIMIT, CachedValue, ReadCache
 from .paths import (
     PathError,
     check_path_key,
@@ -686,9 +686,11 @@ class KvfsOperations(mfusepy.Operations):
         file = self._handles[fh.fh].file
         with file.lock:
             first = not file.dirty
+            local_copy = None
             if first and file.key is not None:
+                local_copy = self._local_copy(file)
                 self._read_cache.drop(file.key)  # it may share the staged file
-            staged = file.stage(self.store, self._budget, self._cache_dir, load=True)
+            staged = file.stage(self.store, self._budget, self._cache_dir, load=True, local_copy=local_copy)
             staged.write(offset, data)
             file.size = staged.size
             file.touch()
@@ -806,6 +808,16 @@ class KvfsOperations(mfusepy.Operations):
                     if not file.detached:
                         self._unstored_creates.add(file.key)
                 file.drop_staged()
+
+    def _local_copy(self, file: OpenFile) -> CachedValue | None:
+        """The read cache's copy of *file*'s stored value, to stage it without a download."""
+        key = file.key
+        if not self._read_cache.enabled or key is None or file.staged is not None or not file.exists:
+            return None
+        known, entry = self._meta.lookup(key)
+        if not known or entry is None or entry.is_dir:
+            return None
+        return self._read_cache.get(key, file.size, entry.mtime)
 
     def _keep_copy(self, key: str, staged: StagedData) -> None:
         """Give the read cache a copy of the value just uploaded from *staged*.
