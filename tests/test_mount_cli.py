@@ -153,6 +153,7 @@ def test_foreground_mount(tmp_path: pathlib.Path, mountpoint: pathlib.Path) -> N
         (("mount", "memory://", "{tmp}/missing"), "does not exist"),
         (("mount", "memory://", "{tmp}/full"), "not empty"),
         (("mount", "--cache-size", "lots", "memory://", "{mnt}"), "size"),
+        (("mount", "--read-cache-size", "-1G", "memory://", "{mnt}"), "size"),
         (("unmount", "{mnt}"), "not mounted"),
         (("mount", "--foreground", "nosuchscheme://x", "{mnt}"), "nosuchscheme"),
     ],
