@@ -297,7 +297,8 @@ class KvfsOperations(mfusepy.Operations):
             if written is not None:
                 if written.matches(size, mtime):
                     return Entry(False, size, written.mtime)
-                self._written.pop(key, None)  # changed by others since
+                if mtime > written.finished:
+                    self._written.pop(key, None)  # changed by others since (not a listing from before)
         return Entry(False, size, mtime)
 
     @overload
