@@ -774,8 +774,6 @@ class WebFilesystemStore(FilesystemStore):
         return prefix + urllib.parse.quote(key)
 
 
-
-
 class _OpenAt2:
     """``openat2(2)`` through libc's ``syscall``: a path opened below a directory without
     following any symbolic link (Linux 5.6+). :meth:`get` gives the one instance, or None."""

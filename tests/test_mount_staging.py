@@ -73,7 +73,7 @@ def test_commit_leaves_no_copy_in_the_cache_dir(mnt: pathlib.Path, store, cache_
         write_chunks(fd, data)
         # The staged copy is the store's own (unnamed) file: nothing in the cache dir,
         # where a copy would sit, if only unlinked.
-        assert not [name for name in os.listdir(f"/proc/self/fd") if _points_into(name, cache_dir)]
+        assert not [name for name in os.listdir("/proc/self/fd") if _points_into(name, cache_dir)]
     finally:
         os.close(fd)
     assert store.get("big") == data
