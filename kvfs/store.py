@@ -323,6 +323,18 @@ class KeyValueStore:
         self._check_valid_key(key)
         return self._has_directory(key)
 
+    def describe(self, key: str) -> KeyInfo | None:
+        """What *key* names: a directory, a value, or nothing.
+
+        Returns an ``is_prefix`` :class:`KeyInfo` named ``key + "/"`` when *key* is a
+        directory (:meth:`has_directory`; a directory wins over a value of the same name
+        where ``allows_key_and_prefix``), else the :meth:`stat` of the value, else None.
+        The default asks :meth:`stat` and, where needed, :meth:`has_directory`; object
+        stores answer with one listing request. ``ValueError`` for an invalid key.
+        """
+        self._check_valid_key(key)
+        return self._describe(key)
+
     def new_staging_file(self, key: str) -> IO[bytes]:
         """A new, empty local file to write a future value of *key* into.
 
@@ -458,6 +470,15 @@ class KeyValueStore:
         for _ in self._iter_keys(key + SEPARATOR):
             return True
         return False
+
+    def _describe(self, key: str) -> KeyInfo | None:
+        try:
+            info: KeyInfo | None = self._stat(key)
+        except KeyError:
+            info = None
+        if (info is None or self.allows_key_and_prefix) and self._has_directory(key):
+            return KeyInfo(key + SEPARATOR, is_prefix=True)
+        return info
 
 
 def group_level(prefix: str, delimiter: str, entries: Iterable[KeyInfo]) -> Iterator[KeyInfo]:

@@ -226,6 +226,7 @@ def _key_calls(
         "stat": lambda key: store.stat(key),
         "get_range": lambda key: store.get_range(key, 0, 1),
         "has_directory": lambda key: store.has_directory(key),
+        "describe": lambda key: store.describe(key),
     }
     if store.supports_writes:
         calls.update(
@@ -812,6 +813,34 @@ class StoreContract:
         assert store.has_directory("a/b")
         assert not store.has_directory("a/b/c")
         assert not store.has_directory("b")
+
+    def test_describe_tells_a_value_a_directory_or_nothing(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        assert store.describe("a") is None
+        store.put("a", b"abc")
+        # Names sharing the prefix, before and after "a/" in name order.
+        for sibling in ("a-1", "a.txt", "a0", "ab/c"):
+            store.put(sibling, b"x")
+        info = store.describe("a")
+        assert info is not None and (info.key, info.size, info.is_prefix) == ("a", 3, False)
+        assert store.describe("a.tx") is None
+        store.put("d/e/f", b"deep")
+        info = store.describe("d")
+        assert info is not None and (info.key, info.is_prefix) == ("d/", True)
+        assert store.describe("d/e") == KeyInfo("d/e/", is_prefix=True)
+        info = store.describe("d/e/f")
+        assert info is not None and (info.size, info.is_prefix) == (4, False)
+        assert store.describe("d/e/f/g") is None
+        if store.allows_key_and_prefix:
+            store.put("a/b", b"below")
+            assert store.describe("a") == KeyInfo("a/", is_prefix=True), "a directory wins over a value"
+
+    def test_describe_sees_directory_markers(self, store: KeyValueStore) -> None:
+        _require_directories(store)
+        store.put_directory("m")
+        assert store.describe("m") == KeyInfo("m/", is_prefix=True)
+        store.delete_directory("m")
+        assert store.describe("m") is None
 
     def test_directories_unsupported(self, store: KeyValueStore) -> None:
         if store.supports_directories or not store.supports_writes:

@@ -217,6 +217,27 @@ def test_listing_is_one_delimiter_request_with_sizes(server: str) -> None:
     assert level["d/"].is_prefix and level["empty/"].is_prefix
 
 
+def test_describe_is_one_listing_request(server: str) -> None:
+    store = _store(server)
+    for key in ("a", "a.txt", "b/c", "b0"):
+        store.put(key, b"123")
+    store.put_directory("m")
+    requests = Requests(store.client)
+    assert store.describe("a").size == 3
+    assert store.describe("b").is_prefix and store.describe("m").is_prefix
+    assert store.describe("nothing") is None
+    assert requests.operations == ["ListObjectsV2"] * 4
+
+
+def test_copy_is_one_request(server: str) -> None:
+    store = _store(server)
+    store.put("source", b"value")
+    requests = Requests(store.client)
+    store.copy("source", "dest")
+    assert requests.operations == ["CopyObject"]
+    assert store.get("dest") == b"value"
+
+
 def test_copy_runs_on_the_server(server: str) -> None:
     store = _store(server)
     store.put("source", b"value")

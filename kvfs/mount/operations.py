@@ -278,16 +278,12 @@ class KvfsOperations(mfusepy.Operations):
         return self._listing(directory, limit=_LOOKUP_LISTING_LIMIT)
 
     def _query(self, key: str) -> Entry | None:
-        store = self.store
-        try:
-            info = store.stat(key)
-        except KeyError:
-            info = None
         # A key and keys below it may both exist: the directory wins (docs/mount.rst).
-        if (info is None or store.allows_key_and_prefix) and store.has_directory(key):
-            return DIRECTORY
+        info = self.store.describe(key)
         if info is None:
             return None
+        if info.is_prefix:
+            return DIRECTORY
         return self._file_entry(key, info.size or 0, info.last_modified)
 
     def _file_entry(self, key: str, size: int, mtime: float | None) -> Entry:

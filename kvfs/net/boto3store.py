@@ -135,7 +135,8 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     Values are streamed both ways: ``put_file`` uploads values from
     :data:`MULTIPART_THRESHOLD` bytes on in parts (never the whole value in memory),
     ``get_file`` and ``open`` read one response stream, and ``get_range`` and reads after
-    a seek ask only for the bytes needed. ``stat`` and ``in`` are a ``HEAD`` request;
+    a seek ask only for the bytes needed. ``stat`` and ``in`` are a ``HEAD`` request,
+    :meth:`describe` one listing request;
     :meth:`iter_level` one delimiter listing with sizes and times; :meth:`copy` runs on
     the server. :meth:`url_for` gives a presigned ``GET`` URL valid for
     *url_valid_time* seconds (an hour when 0), or a plain URL when *public*, in which
@@ -251,6 +252,25 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                     yield KeyInfo(name, entry["Size"], entry["LastModified"].timestamp())
             for common in page.get("CommonPrefixes", ()):
                 yield KeyInfo(common["Prefix"][cut:], is_prefix=True)
+
+    def _describe(self, key: str) -> KeyInfo | None:
+        # One listing of the names that start with key, in name order: the value key
+        # itself comes first, and key/ (keys below it, or its marker) as a common prefix;
+        # nothing past key/ matters.
+        cut, directory = len(self.prefix), key + DIRECTORY_MARKER_SUFFIX
+        found = None
+        for page in self._pages(key, Delimiter=DIRECTORY_MARKER_SUFFIX):
+            names = [common["Prefix"][cut:] for common in page.get("CommonPrefixes", ())]
+            if directory in names:
+                return KeyInfo(directory, is_prefix=True)
+            for entry in page.get("Contents", ()):
+                name = entry["Key"][cut:]
+                names.append(name)
+                if name == key:
+                    found = KeyInfo(key, entry["Size"], entry["LastModified"].timestamp())
+            if names and max(names) > directory:
+                break
+        return found
 
     def _head(self, key: str) -> dict[str, Any]:
         with _errors(key):

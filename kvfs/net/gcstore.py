@@ -172,6 +172,26 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
             for common in sorted(page.prefixes):
                 yield KeyInfo(common[cut:], is_prefix=True)
 
+    def _describe(self, key: str) -> KeyInfo | None:
+        # One listing of the names that start with key (see Boto3Store._describe).
+        cut, directory = len(self.prefix), key + DIRECTORY_MARKER_SUFFIX
+        found = None
+        for page in self._pages(key, delimiter=DIRECTORY_MARKER_SUFFIX):
+            names = []
+            for blob in page:
+                name = blob.name[cut:]
+                names.append(name)
+                if name == key:
+                    found = KeyInfo(key, blob.size, _timestamp(blob.updated))
+            # A page's prefixes are known once its blobs have been read.
+            prefixes = [common[cut:] for common in page.prefixes]
+            if directory in prefixes:
+                return KeyInfo(directory, is_prefix=True)
+            names += prefixes
+            if names and max(names) > directory:
+                break
+        return found
+
     def _get_blob(self, key: str) -> Any:
         with _errors(key):
             blob = self.bucket.get_blob(self.prefix + key, **self._call)
