@@ -280,3 +280,16 @@ def test_getattr_of_missing_and_directory_misuse(mnt: pathlib.Path, store) -> No
     (mnt / "f").write_bytes(b"x")
     with pytest.raises(NotADirectoryError):
         (mnt / "f" / "x").write_bytes(b"x")
+
+
+def test_the_mount_asks_the_kernel_for_a_long_read_ahead(tmp_path: pathlib.Path) -> None:
+    # As root the mount raises its read-ahead from the kernel's 128 KiB, so sequential
+    # reads arrive as 1 MiB requests.
+    from kvfs.mount.mounter import READ_AHEAD_KB
+
+    with mount_store(DictStore(), tmp_path / "mnt") as mounted:
+        device = os.stat(mounted).st_dev
+        setting = pathlib.Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+        if os.geteuid() != 0 and os.environ.get("CI", "").lower() not in ("true", "1", "yes"):
+            pytest.skip("only root may change a mount's read-ahead")
+        assert int(setting.read_text()) == READ_AHEAD_KB
