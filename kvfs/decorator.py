@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NoReturn
 from urllib.parse import quote_plus, unquote_plus
 
@@ -212,6 +212,9 @@ class KeyTransformingDecorator(StoreDecorator):
 
     def _delete(self, key: str) -> None:
         self._dstore.delete(self._map_key(key))
+
+    def _delete_many(self, keys: list[str]) -> None:
+        self._dstore.delete_many([self._map_key(key) for key in keys])
 
     def _iter_keys(self, prefix: str) -> Iterator[str]:
         for name in self._dstore.iter_keys(self._map_key_prefix(prefix)):
@@ -406,8 +409,8 @@ class URLEncodeKeysDecorator(KeyTransformingDecorator):
 class ReadOnlyDecorator(StoreDecorator):
     """A read-only view of *store*: reads pass through, every write raises.
 
-    ``put``, ``put_file``, ``delete``, ``copy``, ``move``, ``put_directory`` and
-    ``delete_directory`` raise :class:`~kvfs.errors.ReadOnlyError` (an ``OSError`` with
+    ``put``, ``put_file``, ``delete``, ``delete_many``, ``copy``, ``move``,
+    ``move_directory``, ``put_directory`` and ``delete_directory`` raise :class:`~kvfs.errors.ReadOnlyError` (an ``OSError`` with
     ``errno.EROFS``) before looking at their arguments, and ``supports_writes`` is False.
     Reads (``get``, ``open``, ``get_file``, ``in``, listings, ``stat``, ``get_range``,
     ``has_directory``) and ``url_for`` pass through with the wrapped store's fast paths.
@@ -458,6 +461,14 @@ class ReadOnlyDecorator(StoreDecorator):
         """Raise :class:`~kvfs.errors.ReadOnlyError`."""
         self._refuse("delete_directory")
 
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("delete_many")
+
+    def move_directory(self, source: str, dest: str) -> str:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("move_directory")
+
     # The hooks refuse too, for code that calls them directly.
     def _delete(self, key: str) -> None:
         self._refuse("delete")
@@ -482,6 +493,12 @@ class ReadOnlyDecorator(StoreDecorator):
 
     def _delete_directory(self, key: str) -> None:
         self._refuse("delete_directory")
+
+    def _delete_many(self, keys: list[str]) -> None:
+        self._refuse("delete_many")
+
+    def _move_directory(self, source: str, dest: str) -> str:
+        self._refuse("move_directory")
 
 
 __all__ = [

@@ -600,6 +600,32 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
                 if fd is not None:
                     os.close(fd)
 
+    def _move_directory(self, source: str, dest: str) -> str:
+        # One rename(2) of the real directory: atomic, whatever it holds. Onto a directory
+        # that holds something, rename refuses: then the core merges key by key.
+        info = self._lstat(source)
+        if info is None or not stat.S_ISDIR(info.st_mode):
+            raise KeyNotFoundError(source)  # never move a file or a link as a directory
+        source_fd = dest_fd = None
+        try:
+            source_fd, source_name = self._locate(source)
+            dest_fd, dest_name = self._locate(dest, create=True)
+            os.rename(source_name, dest_name, src_dir_fd=source_fd, dst_dir_fd=dest_fd)
+            if self.fsync:
+                self._fsync_directory(dest_fd)
+                self._fsync_directory(source_fd)
+            return dest
+        except FileNotFoundError:
+            raise KeyNotFoundError(source) from None  # moved or deleted meanwhile
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return super()._move_directory(source, dest)
+            raise self._conflict(dest, error, directory=True) from error
+        finally:
+            for fd in (source_fd, dest_fd):
+                if fd is not None:
+                    os.close(fd)
+
     def _delete(self, key: str) -> None:
         dir_fd = None
         try:

@@ -24,15 +24,17 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, BinaryIO, ClassVar, Union
+from typing import IO, BinaryIO, ClassVar, TypeVar, Union
 
-from .errors import InvalidValueError, KeyNotFoundError
+from .errors import InvalidKeyError, InvalidValueError, KeyNotFoundError
 from .keys import _KNOWN_VALID, MAX_KEY_LENGTH, SHORT_KEY_LENGTH, SEPARATOR, check_key, check_prefix
 
 #: A file name or an open binary file, as ``get_file``/``put_file`` accept.
 FileOrFilename = Union[str, "os.PathLike[str]", IO[bytes], BinaryIO]
+
+_Item = TypeVar("_Item")
 
 #: Chunk size for streaming copies: large enough to amortise calls, small enough for memory.
 CHUNK_SIZE = 1024 * 1024
@@ -113,6 +115,9 @@ class KeyValueStore:
     #: Every call is a round trip to a server over the network (S3, GCS, Redis, a
     #: database server): worth saving even at the cost of a bigger answer.
     is_remote: ClassVar[bool] = False
+    #: How many requests bulk operations (:meth:`delete_many`, :meth:`move_directory`)
+    #: keep in flight at once on a remote store.
+    parallel_requests: ClassVar[int] = 8
 
     # ------------------------------------------------------------------ validation
 
@@ -303,6 +308,40 @@ class KeyValueStore:
             return dest
         return self._move(source, dest)
 
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete every key of *keys*; missing keys are not an error.
+
+        Every key is checked before anything is deleted. Stores whose API deletes many
+        keys in one request use it (S3: DeleteObjects, 1,000 keys a request); the default
+        deletes one by one, in parallel on remote stores. Not atomic: when the store
+        fails part-way, :class:`~kvfs.errors.BackendError` is raised and some keys may be
+        gone.
+        """
+        keys = list(keys)
+        for key in keys:
+            self._check_valid_key(key)
+        if keys:
+            self._delete_many(keys)
+
+    def move_directory(self, source: str, dest: str) -> str:
+        """Move the directory *source* (every key below ``source/``, and its marker) to *dest*.
+
+        A key below *dest* with the same name is replaced; other keys below *dest* stay.
+        A value named *source* itself (where ``allows_key_and_prefix``) is not moved.
+        Returns *dest*. ``KeyError`` if *source* is not a directory; ``ValueError`` if
+        *dest* lies below *source*. Atomic only where the backend renames natively
+        (:class:`~kvfs.fs.FilesystemStore`: one ``rename(2)``); elsewhere every value is
+        copied, in parallel on remote stores, and the sources are deleted afterwards, so
+        a failure part-way leaves the values in both places, never in neither.
+        """
+        self._check_valid_key(source)
+        self._check_valid_key(dest)
+        if dest == source or dest.startswith(source + SEPARATOR):
+            if dest == source and self._has_directory(source):
+                return dest
+            raise InvalidKeyError(f"cannot move directory {source!r} into itself ({dest!r})")
+        return self._move_directory(source, dest)
+
     def put_directory(self, key: str) -> None:
         """Keep an (empty) directory *key*, so it is listed by :meth:`iter_level`.
 
@@ -443,6 +482,35 @@ class KeyValueStore:
         self._delete(source)
         return dest
 
+    def _delete_many(self, keys: list[str]) -> None:
+        run_parallel(self._delete, keys, self.parallel_requests if self.is_remote else 1)
+
+    def _move_directory(self, source: str, dest: str) -> str:
+        below = source + SEPARATOR
+        values = [name[len(below) :] for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
+        if not values and not self._has_directory(source):
+            raise KeyNotFoundError(source)
+        workers = self.parallel_requests if self.is_remote else 1
+        if type(self)._move is KeyValueStore._move:
+            # Every copy first, then the deletes (batched where the store can): a failure
+            # leaves a value in both places, never in neither.
+            run_parallel(lambda name: self._copy(below + name, dest + SEPARATOR + name), values, workers)
+            self._delete_many([below + name for name in values])
+        else:  # the backend's own move (a rename, an update of a row) of each value
+            run_parallel(lambda name: self._move(below + name, dest + SEPARATOR + name), values, workers)
+        if self.supports_directories:
+            self._move_markers(source, dest)
+        return dest
+
+    def _move_markers(self, source: str, dest: str) -> None:
+        """Recreate the (now empty) directories below *source* under *dest*, deepest last removed."""
+        self._put_directory(dest)
+        for info in list(self._iter_level(source + SEPARATOR, SEPARATOR)):
+            if info.is_prefix:
+                name = info.key[len(source) + 1 : -1]
+                self._move_markers(source + SEPARATOR + name, dest + SEPARATOR + name)
+        self._delete_directory(source)
+
     def _new_staging_file(self, key: str) -> IO[bytes]:
         """A new staging file for *key* (stores with ``supports_staging`` override)."""
         raise NotImplementedError
@@ -500,6 +568,27 @@ def group_level(prefix: str, delimiter: str, entries: Iterable[KeyInfo]) -> Iter
         if sub not in seen and len(sub) > len(prefix):
             seen.add(sub)
             yield KeyInfo(sub, is_prefix=True)
+
+
+def run_parallel(function: Callable[[_Item], object], items: Sequence[_Item], workers: int) -> None:
+    """Call *function* on every item, *workers* at a time; re-raise the first failure.
+
+    With one worker (or one item) the calls run in this thread, in order. Otherwise every
+    call is made even when one fails (the caller learns of the first failure), so that
+    a half-done bulk operation is as complete as the store allows.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    from .transfer import parallel_map  # the transfer module imports this one
+
+    first: Exception | None = None
+    for _, _, error in parallel_map(function, items, workers):
+        if error is not None and first is None:
+            first = error
+    if first is not None:
+        raise first
 
 
 def _write_file_atomically(filename: str, source: IO[bytes]) -> None:

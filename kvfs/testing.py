@@ -776,6 +776,55 @@ class StoreContract:
                 call("missing", "dest")
         assert store.get("dest") == b"keep"
 
+    def test_delete_many(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        for index in range(5):
+            store.put(f"d/{index}", b"x")
+        store.put("kept", b"y")
+        store.delete_many(["d/0", "d/1", "d/2", "d/3", "d/4", "missing"])
+        assert store.keys() == ["kept"]
+        store.delete_many([])
+        with pytest.raises(ValueError):
+            store.delete_many(["kept", ""])
+        assert store.keys() == ["kept"], "a bad key deleted something before it was checked"
+
+    def test_move_directory(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("src/a", b"1")
+        store.put("src/sub/b", b"22")
+        store.put("dst/b", b"old")
+        store.put("srcother", b"not below src/")
+        if store.supports_directories:
+            store.put_directory("src/empty")
+        assert store.move_directory("src", "dst/moved") == "dst/moved"
+        assert store.get("dst/moved/a") == b"1"
+        assert store.get("dst/moved/sub/b") == b"22"
+        assert store.get("dst/b") == b"old"
+        assert store.get("srcother") == b"not below src/"
+        assert store.keys(prefix="src/") == []
+        assert not store.has_directory("src")
+        if store.supports_directories:
+            assert store.has_directory("dst/moved/empty")
+
+    def test_move_directory_merges_into_a_directory_with_keys(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("src/a", b"new")
+        store.put("dst/a", b"old")
+        store.put("dst/c", b"kept")
+        store.move_directory("src", "dst")
+        assert store.get("dst/a") == b"new"
+        assert store.get("dst/c") == b"kept"
+        assert not store.has_directory("src")
+
+    def test_move_directory_refuses_missing_source_and_itself(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("src/a", b"1")
+        with pytest.raises(KeyError):
+            store.move_directory("missing", "dst")
+        with pytest.raises(ValueError):
+            store.move_directory("src", "src/inner")
+        assert store.get("src/a") == b"1"
+
     # ------------------------------------------------------------------ directories
 
     def test_directory_markers(self, store: KeyValueStore) -> None:

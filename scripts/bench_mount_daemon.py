@@ -49,7 +49,7 @@ COUNTED_METHODS = (
     "put", "put_file", "get", "get_file", "open", "get_range", "stat", "__contains__",
     "iter_level", "iter_keys", "keys", "iter_prefixes", "copy", "move", "delete",
     "put_directory", "delete_directory", "has_directory", "new_staging_file",
-    "commit_staging_file",
+    "commit_staging_file", "delete_many", "move_directory",
 )  # fmt: skip
 
 
@@ -77,8 +77,8 @@ class CountingStore(StoreDecorator):
     Only the outermost call on a thread is counted, so a method the core builds on
     another (``keys`` on ``iter_keys``) counts once.
 
-    Unlike :class:`~kvfs.decorator.StoreDecorator`, it forwards ``supports_staging``
-    and the staging methods too: it changes no value, so the mount may write into the
+    Unlike :class:`~kvfs.decorator.StoreDecorator`, it forwards ``supports_staging``,
+    the staging methods and the bulk operations too: it changes no value, so the mount may write into the
     wrapped store's staging files, as it would without the counting.
     """
 
@@ -97,6 +97,14 @@ class CountingStore(StoreDecorator):
 
     def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
         return self._dstore.commit_staging_file(key, file)
+
+    # Bulk operations go to the wrapped store whole (one rename, batched deletes), as
+    # they would without the counting.
+    def _move_directory(self, source: str, dest: str) -> str:
+        return self._dstore.move_directory(source, dest)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        self._dstore.delete_many(keys)
 
 
 def _counted(name: str) -> Callable[..., Any]:

@@ -138,3 +138,19 @@ def test_large_directory_listing(mnt: pathlib.Path, store) -> None:
     assert len(names) == 2000
     sizes = {entry.name: entry.stat().st_size for entry in os.scandir(mnt / "big")}
     assert sizes["00006"] == 6 and sizes["01999"] == 1999 % 7
+
+
+def test_rename_directory_on_a_filesystem_store_is_one_rename(tmp_path: pathlib.Path) -> None:
+    from kvfs.fs import FilesystemStore
+
+    root = tmp_path / "root"
+    store = FilesystemStore(str(root))
+    for number in range(50):
+        store.put(f"src/deep/f{number}", b"x")
+    inode = os.stat(root / "src").st_ino
+    with mount_store(store, tmp_path / "mnt") as mnt:
+        os.rename(mnt / "src", mnt / "dst")
+        assert len(os.listdir(mnt / "dst" / "deep")) == 50
+    # The real directory was renamed, not rebuilt key by key.
+    assert os.stat(root / "dst").st_ino == inode
+    assert not (root / "src").exists()

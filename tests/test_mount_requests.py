@@ -193,3 +193,23 @@ def test_appending_to_a_file_the_mount_wrote_costs_one_put(s3, tmp_path: pathlib
         assert dict(requests) == {"PutObject": 2}
     assert store.get("log") == b"one\ntwo\n"
     assert store.get("big.log") == b"x" * (3 * 1024 * 1024) + b"two\n"
+
+
+def test_renaming_a_directory_costs_a_copy_per_file_and_one_batched_delete(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    for number in range(30):
+        store.put(f"d/f{number}", b"x")
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+        os.listdir(mnt)
+        os.listdir(mnt / "d")
+        requests.clear()
+        os.rename(mnt / "d", mnt / "e")
+        # The copies run in parallel; the 30 deletes are one DeleteObjects request.
+        assert requests["CopyObject"] == 30
+        assert requests["DeleteObjects"] == 1
+        # The directory's marker: one PUT of the new one, one DELETE of the old one.
+        assert requests["DeleteObject"] <= 1 and requests["PutObject"] <= 1
+        assert requests["GetObject"] == 0
+        assert sorted(os.listdir(mnt / "e")) == sorted(f"f{number}" for number in range(30))
+    assert store.keys(prefix="d/") == []
+    assert len(store.keys(prefix="e/")) == 30

@@ -315,3 +315,14 @@ def test_stopped_server_gives_backend_error_then_recovers() -> None:
     # moto keeps nothing across a restart: the bucket is gone, the client works again.
     with pytest.raises(BackendError, match="NoSuchBucket"):
         store.get("key")
+
+
+def test_delete_many_is_one_request_per_thousand_keys(server: str) -> None:
+    store = _store(server)
+    keys = [f"d/{number}" for number in range(1500)]
+    for key in keys[:20]:
+        store.put(key, b"x")
+    requests = Requests(store.client)
+    store.delete_many(keys)
+    assert sorted(requests.operations) == ["DeleteObjects", "DeleteObjects"]
+    assert store.keys(prefix="d/") == []

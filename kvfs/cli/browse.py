@@ -28,6 +28,9 @@ from .errors import (
 from .output import format_size, format_time, note
 from .stores import open_url
 
+#: Keys handed to one ``delete_many`` call by ``kvfs rm`` (S3's DeleteObjects limit).
+_DELETE_BATCH = 1000
+
 url_argument = click.argument("url", metavar="URL")
 
 
@@ -218,10 +221,16 @@ def rm(url: str, keys: tuple[str, ...], recursive: bool, force: bool, yes: bool,
         if recursive and targets and not yes:
             _confirm(f"Delete {len(targets)} key(s) from {display_url(url)}?")
         failures = 0
-        for key, _, error in parallel_map(store.delete, targets, jobs):
-            if error is not None:
-                failures += 1
-                click.echo(f"kvfs rm: {describe(error, url, key).message}", err=True)
+        # delete_many is one request per 1,000 keys where the store can (S3); a batch that
+        # fails is deleted again key by key, to say which keys could not be deleted.
+        batches = [targets[start : start + _DELETE_BATCH] for start in range(0, len(targets), _DELETE_BATCH)]
+        for batch, _, error in parallel_map(store.delete_many, batches, jobs):
+            if error is None:
+                continue
+            for key, _, error in parallel_map(store.delete, batch, jobs):
+                if error is not None:
+                    failures += 1
+                    click.echo(f"kvfs rm: {describe(error, url, key).message}", err=True)
         for directory in sorted(directories, key=len, reverse=True):
             with reporting(url, directory):
                 store.delete_directory(directory)

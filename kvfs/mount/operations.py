@@ -1009,7 +1009,7 @@ class KvfsOperations(mfusepy.Operations):
             self._seen[target] = signature
 
     def _move_directory(self, source: str, target: str) -> None:
-        """Move every key below *source* to *target*, one ``store.move`` each (not atomic)."""
+        """Move the directory *source* to *target* (see :meth:`KeyValueStore.move_directory`)."""
         self._move_tree(source, target)
         below = source + "/"
         with self._table:
@@ -1030,22 +1030,11 @@ class KvfsOperations(mfusepy.Operations):
         self._meta.set(target, DIRECTORY)
 
     def _move_tree(self, source: str, target: str) -> None:
-        store = self.store
-        markers = store.supports_directories
-        if markers:
-            store.put_directory(target)
-        for info in list(store.iter_level(source + "/")):
-            rest = info.key[len(source) + 1 :]
-            if info.is_prefix:
-                self._move_tree(join_key(source, rest[:-1]), join_key(target, rest[:-1]))
-            else:
-                with self._table:
-                    open_file = self._files.get(info.key)
-                if open_file is not None and not open_file.exists:
-                    continue  # staged only: re-keyed by the caller
-                store.move(info.key, join_key(target, rest))
-        if markers:
-            store.delete_directory(source)
+        """Move what the store holds below *source* (one rename on a filesystem store)."""
+        try:
+            self.store.move_directory(source, target)
+        except KeyError:
+            pass  # a directory only this mount knows: nothing stored below it yet
 
     # ================================================================== refused
 

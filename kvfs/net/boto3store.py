@@ -12,7 +12,7 @@ from .._extras import require
 from ..errors import BackendError, InvalidKeyError, KeyNotFoundError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, run_parallel
 from . import BucketStoreCapabilities, UploadSource, open_streamed
 
 boto3 = require("boto3", "s3")
@@ -30,6 +30,8 @@ MULTIPART_THRESHOLD = 8 * MiB
 PART_SIZE = 8 * MiB
 #: Parts in flight at once; with the part size this bounds the memory of a put.
 MAX_CONCURRENCY = 4
+#: Most keys one DeleteObjects request may name.
+_DELETE_BATCH = 1000
 #: Lifetime of a presigned URL when ``url_valid_time`` is 0, in seconds.
 DEFAULT_URL_VALID_TIME = 3600
 
@@ -229,6 +231,23 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     def _delete(self, key: str) -> None:
         with _errors():
             self.client.delete_object(Bucket=self.bucket_name, Key=self._name(key))
+
+    def _delete_many(self, keys: list[str]) -> None:
+        # DeleteObjects: up to 1,000 keys a request, the batches in parallel.
+        batches = [keys[start : start + _DELETE_BATCH] for start in range(0, len(keys), _DELETE_BATCH)]
+        run_parallel(self._delete_batch, batches, self.parallel_requests)
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        objects = [{"Key": self._name(key)} for key in keys]
+        with _errors():
+            answer = self.client.delete_objects(Bucket=self.bucket_name, Delete={"Objects": objects, "Quiet": True})
+        failed = answer.get("Errors") or []
+        if failed:
+            first = failed[0]
+            raise BackendError(
+                f"could not delete {len(failed)} of {len(keys)} keys; {first.get('Key')!r}: "
+                f"{first.get('Code')} {first.get('Message', '')}".rstrip()
+            )
 
     def _pages(self, prefix: str, **options: Any) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
