@@ -1,0 +1,431 @@
+"""Write-back: changes recorded in the journal and sent to the store by a pool of workers.
+
+:class:`WriteBack` takes changes (a file's content, deletes, copies, moves, directories),
+records each in the :class:`~kvfs.mount.journal.Journal` (durable when the call returns)
+and uploads them with *transfers* worker threads, keeping the order per key: a change
+waits for every earlier pending change that touches one of its keys (a write or delete
+never overtakes an earlier one; a move waits for its source's upload), and removing a
+directory waits for every pending change below it. Everything else runs in parallel.
+
+Along the way:
+
+* a put or delete of a key whose earlier put has not started yet replaces it (the earlier
+  content is never uploaded: an editor saving twice uploads once);
+* deletes that are ready together go as one :meth:`~kvfs.KeyValueStore.delete_many` (one
+  request per 1,000 keys on S3);
+* a change that fails is retried with backoff (1 s doubling to 60 s) for as long as the
+  mount lives, logged with its key, and listed by :meth:`WriteBack.status`; the journal
+  keeps it for the next mount;
+* :meth:`resolve` says where a key's content is while changes are pending (the journal,
+  another key of the store, or nowhere), so the mount shows the pending state at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from ..errors import KeyNotFoundError
+from ..store import KeyValueStore
+from .journal import Change, Journal
+
+log = logging.getLogger("kvfs.mount.writeback")
+
+#: Default number of upload workers.
+DEFAULT_TRANSFERS = 8
+#: Delays between attempts of a failing change, in seconds (the last one repeats).
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+#: Most deletes sent in one ``delete_many``.
+_DELETE_BATCH = 1000
+#: Puts up to this size are uploaded as one bytes object, larger ones streamed.
+_SMALL = 4 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A change in the queue, with what it waits for and what waits for it."""
+
+    change: Change
+    waits_for: set[_Pending] = field(default_factory=set)
+    waiting: set[_Pending] = field(default_factory=set)
+    #: The pending change of the source a copy or move reads (None: the store has it).
+    source_before: _Pending | None = None
+    state: str = "queued"  # queued -> running -> done (or back to queued after a failure)
+    attempts: int = 0
+    error: BaseException | None = None
+    retry_at: float = 0.0
+
+    __hash__ = object.__hash__
+
+
+@dataclass(frozen=True)
+class Content:
+    """Where a key's pending content is: in the journal (*change*, a put), or in the store
+    under *store_key* (a copy or move not yet done), or nowhere (*missing*)."""
+
+    change: Change | None = None
+    store_key: str | None = None
+    missing: bool = False
+
+
+class WriteBackError(OSError):
+    """A pending change of the key failed (the store's error is the cause); it is retried."""
+
+
+class WriteBack:
+    """The write-back queue of one mount: see the module's documentation.
+
+    On construction every change the *journal* still holds is queued again (a crash
+    replay) before anything else. *on_stored* is called (from a worker) with each change
+    once the store has it.
+    """
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        journal: Journal,
+        transfers: int = DEFAULT_TRANSFERS,
+        on_stored: Callable[[Change], None] | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
+        if transfers < 1:
+            raise ValueError(f"transfers must be at least 1, not {transfers}")
+        self.store = store
+        self.journal = journal
+        self._on_stored = on_stored
+        self._delays = retry_delays
+        self._lock = threading.Condition()
+        self._latest: dict[str, _Pending] = {}  # newest pending change touching each key
+        self._ready: deque[_Pending] = deque()
+        self._retrying: list[_Pending] = []
+        self._all: set[_Pending] = set()
+        self._stopping = False
+        self.stored = 0  # changes the store has, since the mount started
+        replayed = journal.pending()
+        with self._lock:
+            for change in replayed:
+                self._enqueue(change)
+        if replayed:
+            log.warning("write-back: replaying %d change(s) left by an earlier mount", len(replayed))
+        self._workers = [
+            threading.Thread(target=self._work, name=f"kvfs-upload-{number}", daemon=True) for number in range(transfers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    # ------------------------------------------------------------------ changes
+
+    def put(self, key: str, content: IO[bytes] | bytes, mtime: float | None = None) -> Change:
+        """Record *content* (a file from its position to its end, or bytes) as *key*'s new value."""
+        return self._add("put", key, content=content, mtime=mtime)
+
+    def delete(self, key: str) -> Change:
+        """Record the deletion of *key*."""
+        return self._add("delete", key)
+
+    def copy(self, source: str, key: str) -> Change:
+        """Record a copy of *source*'s value (as it is now, pending changes included) to *key*."""
+        return self._add("copy", key, source=source)
+
+    def move(self, source: str, key: str) -> Change:
+        """Record a move of *source*'s value (pending changes included) to *key*."""
+        return self._add("move", key, source=source)
+
+    def put_directory(self, key: str) -> Change:
+        """Record a new (empty) directory *key*."""
+        return self._add("put_directory", key)
+
+    def delete_directory(self, key: str) -> Change:
+        """Record the removal of the directory *key* (after every pending change below it)."""
+        return self._add("delete_directory", key)
+
+    def _add(self, kind: str, key: str, **details: object) -> Change:
+        change = self.journal.add(kind, key, **details)  # type: ignore[arg-type]
+        with self._lock:
+            self._enqueue(change)
+        return change
+
+    def _enqueue(self, change: Change) -> None:
+        pending = _Pending(change)
+        for key in change.keys:
+            earlier = self._latest.get(key)
+            if earlier is None:
+                continue
+            if (
+                key == change.key
+                and change.kind in ("put", "delete")
+                and earlier.change.kind == "put"
+                and earlier.change.key == key
+                and earlier.state == "queued"
+                and not earlier.waiting
+            ):
+                # Never started, nothing depends on it: the new change replaces it.
+                self._cancel(earlier, pending)
+                continue
+            pending.waits_for.add(earlier)
+            earlier.waiting.add(pending)
+            if key == change.source:
+                pending.source_before = earlier
+        if change.kind == "delete_directory":
+            below = change.key + "/"
+            for other in self._all:
+                if any(key.startswith(below) for key in other.change.keys):
+                    pending.waits_for.add(other)
+                    other.waiting.add(pending)
+        for key in change.keys:
+            self._latest[key] = pending
+        self._all.add(pending)
+        if not pending.waits_for:
+            self._ready.append(pending)
+            self._lock.notify()
+
+    def _cancel(self, earlier: _Pending, replacement: _Pending) -> None:
+        """Drop *earlier* (a queued put nothing waits for) in favour of *replacement*."""
+        for before in earlier.waits_for:
+            before.waiting.discard(earlier)
+            before.waiting.add(replacement)
+            replacement.waits_for.add(before)
+        earlier.state = "done"
+        self._all.discard(earlier)
+        try:
+            self._ready.remove(earlier)
+        except ValueError:
+            pass
+        if earlier in self._retrying:
+            self._retrying.remove(earlier)
+        self.journal.complete(earlier.change)
+
+    # ------------------------------------------------------------------ the mount's view
+
+    def resolve(self, key: str) -> Content | None:
+        """Where *key*'s content is while changes of it are pending; None when none are."""
+        with self._lock:
+            pending = self._latest.get(key)
+            if pending is None:
+                return None
+            return self._content_of(pending, key)
+
+    def _content_of(self, pending: _Pending | None, key: str) -> Content:
+        while True:
+            if pending is None or pending.state == "done":
+                return Content(store_key=key)
+            change = pending.change
+            if change.kind == "put":
+                return Content(change=change)
+            if change.kind == "delete" or (change.kind == "move" and key == change.source):
+                return Content(missing=True)
+            if change.kind in ("copy", "move") and key == change.key:
+                pending, key = pending.source_before, change.source  # type: ignore[assignment]
+                continue
+            return Content(store_key=key)  # a directory change: values are as stored
+
+    def is_pending(self, key: str) -> bool:
+        """Whether a change touching *key* is still pending."""
+        with self._lock:
+            return key in self._latest
+
+    def pending_below(self, directory: str) -> dict[str, Content]:
+        """The pending state of the keys directly below *directory* ("" for the top)."""
+        prefix = directory + "/" if directory else ""
+        with self._lock:
+            found = {}
+            for key, pending in self._latest.items():
+                if key.startswith(prefix) and "/" not in key[len(prefix) :]:
+                    found[key] = self._content_of(pending, key)
+            return found
+
+    def read(self, change: Change, offset: int, length: int) -> bytes:
+        """Bytes of a pending put's content (see :meth:`resolve`)."""
+        return self.journal.read_content(change, offset, length)
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait(self, key: str, timeout: float | None = None) -> None:
+        """Wait until no change of *key* is pending (fsync). Raises :class:`WriteBackError`
+        as soon as one of them has failed (it is still retried), ``TimeoutError`` after
+        *timeout* seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                pending = self._latest.get(key)
+                if pending is None:
+                    return
+                failed = self._failed_before(pending)
+                if failed is not None:
+                    raise WriteBackError(
+                        f"the upload of {failed.change.key!r} failed: {failed.error}"
+                    ) from failed.error
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"changes of {key!r} are still pending")
+                self._lock.wait(remaining)
+
+    def _failed_before(self, pending: _Pending) -> _Pending | None:
+        """*pending* or a change it waits for (transitively) that has failed."""
+        seen: set[_Pending] = set()
+        stack = [pending]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current.error is not None:
+                return current
+            stack.extend(current.waits_for)
+        return None
+
+    def drain(self, progress: Callable[[dict[str, int]], None] | None = None, timeout: float | None = None) -> bool:
+        """Wait until every pending change is stored; True if so, False after *timeout*.
+
+        *progress* is called with :meth:`status` about once a second while waiting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._all:
+                if progress is not None:
+                    self._lock.release()
+                    try:
+                        progress(self.status())
+                    finally:
+                        self._lock.acquire()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._lock.wait(1.0 if remaining is None else min(1.0, remaining))
+            return True
+
+    def status(self) -> dict[str, object]:
+        """Counts for ``kvfs status``: pending, in flight, failed, bytes left, and the failures."""
+        with self._lock:
+            running = [p for p in self._all if p.state == "running"]
+            failed = [p for p in self._all if p.error is not None]
+            return {
+                "pending": len(self._all),
+                "in_flight": len(running),
+                "failed": len(failed),
+                "bytes_left": sum(p.change.size for p in self._all),
+                "stored": self.stored,
+                "failures": [
+                    {"key": p.change.key, "kind": p.change.kind, "attempts": p.attempts, "error": str(p.error)}
+                    for p in sorted(failed, key=lambda p: p.change.sequence)[:100]
+                ],
+            }
+
+    def close(self) -> None:
+        """Stop the workers (after the changes in flight). Pending changes stay in the journal."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        for worker in self._workers:
+            worker.join()
+        self.journal.close()
+
+    # ------------------------------------------------------------------ workers
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """The next change (or batch of deletes) to send; None when stopping. Holds the lock."""
+        while not self._stopping:
+            now = time.monotonic()
+            for pending in list(self._retrying):
+                if pending.retry_at <= now:
+                    self._retrying.remove(pending)
+                    self._ready.append(pending)
+            if self._ready:
+                first = self._ready.popleft()
+                batch = [first]
+                if first.change.kind == "delete":
+                    for other in list(self._ready):
+                        if len(batch) >= _DELETE_BATCH:
+                            break
+                        if other.change.kind == "delete":
+                            self._ready.remove(other)
+                            batch.append(other)
+                for pending in batch:
+                    pending.state = "running"
+                return batch
+            wake = min((p.retry_at for p in self._retrying), default=None)
+            self._lock.wait(None if wake is None else max(0.0, wake - now))
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._send(batch)
+            except Exception as error:  # retried: logged, kept, counted
+                self._failed(batch, error)
+            else:
+                self._done(batch)
+
+    def _send(self, batch: list[_Pending]) -> None:
+        change = batch[0].change
+        store = self.store
+        if change.kind == "delete":
+            store.delete_many([pending.change.key for pending in batch])
+        elif change.kind == "put":
+            if change.size <= _SMALL:
+                store.put(change.key, self.journal.read_content(change, 0, change.size))
+            else:
+                with self.journal.open_content(change) as content:
+                    store.put_file(change.key, content)
+        elif change.kind in ("copy", "move"):
+            try:
+                (store.copy if change.kind == "copy" else store.move)(change.source, change.key)  # type: ignore[arg-type]
+            except KeyNotFoundError:
+                # The source was deleted by someone else meanwhile: nothing left to move.
+                log.warning("write-back: %s of %s to %s: the source is gone", change.kind, change.source, change.key)
+        elif change.kind == "put_directory":
+            if store.supports_directories:
+                store.put_directory(change.key)
+        elif change.kind == "delete_directory":
+            if store.supports_directories:
+                store.delete_directory(change.key)
+
+    def _done(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            self.journal.complete(pending.change)
+        with self._lock:
+            for pending in batch:
+                if pending.attempts:
+                    log.warning("write-back: %s of %s stored after %d failed attempt(s)",
+                                pending.change.kind, pending.change.key, pending.attempts)
+                pending.state = "done"
+                pending.error = None
+                self._all.discard(pending)
+                self.stored += 1
+                for key in pending.change.keys:
+                    if self._latest.get(key) is pending:
+                        del self._latest[key]
+                for waiting in pending.waiting:
+                    waiting.waits_for.discard(pending)
+                    if not waiting.waits_for and waiting.state == "queued" and waiting not in self._retrying:
+                        self._ready.append(waiting)
+            self._lock.notify_all()
+        if self._on_stored is not None:
+            for pending in batch:
+                self._on_stored(pending.change)
+
+    def _failed(self, batch: list[_Pending], error: Exception) -> None:
+        with self._lock:
+            for pending in batch:
+                pending.attempts += 1
+                if pending.attempts == 1 or pending.attempts % 10 == 0:
+                    log.error("write-back: %s of %s failed (attempt %d, retried): %s",
+                              pending.change.kind, pending.change.key, pending.attempts, error)
+                pending.error = error
+                pending.state = "queued"
+                delay = self._delays[min(pending.attempts, len(self._delays)) - 1]
+                pending.retry_at = time.monotonic() + delay
+                self._retrying.append(pending)
+            self._lock.notify_all()
+
+
+__all__ = ["WriteBack", "WriteBackError", "Content", "DEFAULT_TRANSFERS", "RETRY_DELAYS"]

@@ -1,0 +1,232 @@
+"""The write-back journal and queue (kvfs.mount.journal, kvfs.mount.writeback), without FUSE."""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import threading
+
+import pytest
+
+from kvfs.decorator import StoreDecorator
+from kvfs.errors import BackendError
+from kvfs.memory import DictStore
+from kvfs.mount.journal import Journal, JournalInUseError
+from kvfs.mount.writeback import WriteBack, WriteBackError
+
+FAST_RETRIES = (0.05, 0.1)
+
+
+class Switchable(StoreDecorator):
+    """Passes calls through; while ``broken`` is set every write fails; ``gate`` holds puts back."""
+
+    def __init__(self, store: DictStore) -> None:
+        super().__init__(store)
+        self.broken = False
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+
+    def _note(self, name: str, argument: object) -> None:
+        self.gate.wait(10)
+        if self.broken:
+            raise BackendError(f"{name} failed: the server is down")
+        with self.lock:
+            self.calls.append((name, argument))
+
+    def _put(self, key, data, ttl_secs=None):  # type: ignore[no-untyped-def]
+        self._note("put", key)
+        return super()._put(key, data)
+
+    def _put_file(self, key, file, ttl_secs=None):  # type: ignore[no-untyped-def]
+        self._note("put_file", key)
+        return super()._put_file(key, file)
+
+    def _delete(self, key):  # type: ignore[no-untyped-def]
+        self._note("delete", key)
+        return super()._delete(key)
+
+    def _delete_many(self, keys):  # type: ignore[no-untyped-def]
+        self._note("delete_many", tuple(keys))
+        for key in keys:
+            self._dstore.delete(key)
+
+    def _move(self, source, dest):  # type: ignore[no-untyped-def]
+        self._note("move", (source, dest))
+        return super()._move(source, dest)
+
+
+@pytest.fixture
+def backend() -> Switchable:
+    return Switchable(DictStore())
+
+
+def _queue(backend: Switchable, directory: pathlib.Path, **options: object) -> WriteBack:
+    options.setdefault("retry_delays", FAST_RETRIES)
+    return WriteBack(backend, Journal(str(directory)), **options)  # type: ignore[arg-type]
+
+
+def test_changes_reach_the_store_and_leave_the_journal(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    queue = _queue(backend, tmp_path / "j")
+    queue.put("a", b"one")
+    queue.put("d/b", io.BytesIO(b"two"))
+    queue.move("a", "c")
+    assert queue.drain(timeout=10)
+    assert backend.get("c") == b"one" and "a" not in backend
+    assert backend.get("d/b") == b"two"
+    assert os.listdir(tmp_path / "j" / "changes") == []
+    queue.close()
+
+
+def test_pending_state_is_visible_at_once(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    backend.put("old", b"stored")
+    backend.gate.clear()  # nothing reaches the store yet
+    queue = _queue(backend, tmp_path / "j")
+    change = queue.put("new", b"pending content")
+    queue.move("old", "renamed")
+    queue.delete("gone")
+    resolved = queue.resolve("new")
+    assert resolved is not None and resolved.change == change
+    assert queue.read(change, 8, 100) == b"content"
+    assert queue.resolve("old").missing  # type: ignore[union-attr]
+    assert queue.resolve("renamed").store_key == "old"  # type: ignore[union-attr]
+    assert queue.resolve("gone").missing  # type: ignore[union-attr]
+    assert queue.resolve("untouched") is None
+    assert set(queue.pending_below("")) == {"new", "old", "renamed", "gone"}
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    assert backend.get("renamed") == b"stored"
+    queue.close()
+
+
+def test_a_move_of_a_pending_file_reads_the_pending_content(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j")
+    change = queue.put("tmp", b"draft")
+    queue.move("tmp", "final")
+    assert queue.resolve("final").change == change  # type: ignore[union-attr]
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    assert backend.get("final") == b"draft" and "tmp" not in backend
+    # The move waited for the put of its source.
+    names = [name for name, _ in backend.calls]
+    assert names.index("put") < names.index("move")
+    queue.close()
+
+
+def test_per_key_order_holds_under_many_writers(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    queue = _queue(backend, tmp_path / "j", transfers=8)
+
+    def writer(number: int) -> None:
+        for round_ in range(30):
+            queue.put(f"k{number % 3}", f"{number}:{round_}".encode())
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put("k0", b"final-0")
+    queue.put("k1", b"final-1")
+    queue.delete("k2")
+    assert queue.drain(timeout=30)
+    assert backend.get("k0") == b"final-0" and backend.get("k1") == b"final-1"
+    assert "k2" not in backend
+    queue.close()
+
+
+def test_a_queued_put_is_replaced_by_a_later_one(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=1)
+    queue.put("blocker", b"x")  # the one worker waits on the gate with this one
+    for version in range(5):
+        queue.put("file", f"v{version}".encode())
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    assert backend.get("file") == b"v4"
+    assert [argument for name, argument in backend.calls if argument == "file"] == ["file"]
+    queue.close()
+
+
+def test_ready_deletes_go_as_one_batch(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    for number in range(50):
+        backend.put(f"d/{number}", b"x")
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=1)
+    queue.put("blocker", b"x")
+    for number in range(50):
+        queue.delete(f"d/{number}")
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    batches = [argument for name, argument in backend.calls if name == "delete_many"]
+    assert len(batches) == 1 and len(batches[0]) == 50  # type: ignore[arg-type]
+    assert backend.keys(prefix="d/") == []
+    queue.close()
+
+
+def test_failures_are_retried_reported_and_wait_raises(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    backend.broken = True
+    queue = _queue(backend, tmp_path / "j")
+    queue.put("a", b"content")
+    with pytest.raises(WriteBackError, match="server is down"):
+        queue.wait("a", timeout=10)
+    status = queue.status()
+    assert status["failed"] == 1 and status["pending"] == 1 and status["bytes_left"] == 7
+    assert status["failures"][0]["key"] == "a"  # type: ignore[index]
+    backend.broken = False
+    assert queue.drain(timeout=10)
+    assert backend.get("a") == b"content"
+    assert queue.status()["failed"] == 0
+    queue.close()
+
+
+def test_a_crash_leaves_changes_that_the_next_queue_replays(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    backend.broken = True
+    queue = _queue(backend, tmp_path / "j")
+    queue.put("a", b"first")
+    queue.put("b", os.urandom(5 * 1024 * 1024))
+    queue.delete("c")
+    queue.close()  # as if the daemon died: the journal keeps the changes
+    backend.broken = False
+    backend.put("c", b"to delete")
+    replay = _queue(backend, tmp_path / "j")
+    assert replay.drain(timeout=30)
+    assert backend.get("a") == b"first" and len(backend.get("b")) == 5 * 1024 * 1024
+    assert "c" not in backend
+    replay.close()
+
+
+def test_a_torn_change_is_set_aside(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    change = journal.add("put", "a", content=b"complete content")
+    journal.close()
+    path = tmp_path / "j" / "changes" / f"{change.sequence:012d}"
+    with open(path, "r+b") as file:
+        file.truncate(4096 + 5)  # the power went out during the write
+    queue = _queue(backend, tmp_path / "j")
+    assert queue.drain(timeout=10)
+    assert "a" not in backend
+    assert os.path.exists(f"{path}.torn")
+    queue.close()
+
+
+def test_one_journal_one_mount(tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    with pytest.raises(JournalInUseError):
+        Journal(str(tmp_path / "j"))
+    journal.close()
+    Journal(str(tmp_path / "j")).close()
+
+
+def test_journal_rejects_inconsistent_changes(tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    with pytest.raises(ValueError):
+        journal.add("put", "a")
+    with pytest.raises(ValueError):
+        journal.add("move", "a")
+    with pytest.raises(ValueError):
+        journal.add("rename", "a", source="b")
+    assert journal.pending() == []
+    journal.close()
