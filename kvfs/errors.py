@@ -35,6 +35,10 @@ class InvalidKeyError(KvfsError, ValueError):
     """The key is not a valid kvfs key (see :data:`kvfs.VALID_KEY_REGEXP`)."""
 
 
+class InvalidLinkTargetError(KvfsError, ValueError):
+    """A symbolic link's target is empty, not a ``str`` or holds a NUL character."""
+
+
 class InvalidValueError(KvfsError, OSError, TypeError):
     """The value is not bytes. An ``IOError`` as in simplekv, and a ``TypeError``."""
 
@@ -74,6 +78,7 @@ __all__ = [
     "KeyNotFoundError",
     "InvalidKeyError",
     "InvalidValueError",
+    "InvalidLinkTargetError",
     "BackendError",
     "ReadOnlyError",
     "NotADirectoryKeyError",

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, BinaryIO, ClassVar, TypeVar, Union
 
-from .errors import InvalidKeyError, InvalidValueError, KeyNotFoundError
+from .errors import InvalidKeyError, InvalidLinkTargetError, InvalidValueError, KeyNotFoundError
 from .keys import _KNOWN_VALID, MAX_KEY_LENGTH, SHORT_KEY_LENGTH, SEPARATOR, check_key, check_prefix
 
 #: A file name or an open binary file, as ``get_file``/``put_file`` accept.
@@ -43,6 +43,10 @@ CHUNK_SIZE = 1024 * 1024
 #: directory's key followed by the separator (``a/b/``). Never a valid key, so it can
 #: never collide with a value, and it is the convention S3 and GCS tools use.
 DIRECTORY_MARKER_SUFFIX = SEPARATOR
+
+#: The suffix of the key that holds a symbolic link's target (rclone's ``--links``
+#: convention): the link ``a/b`` is the value ``a/b.rclonelink``.
+LINK_SUFFIX = ".rclonelink"
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,35 @@ class KeyValueStore:
         """
         self._check_valid_key(key)
         return self._describe(key)
+
+    def symlink(self, key: str, target: str) -> str:
+        """Make *key* a symbolic link to *target* and return *key*.
+
+        The link is stored as rclone's ``--links`` stores one: a small value named
+        ``key + ".rclonelink"`` (:data:`LINK_SUFFIX`) holding *target* (UTF-8), so the
+        mount, ``kvfs ls -l`` and ``rclone --links`` show it as a link and every other
+        reader sees a plain key. *target* is any path (relative or absolute, it need not
+        exist), not empty and without NUL. ``ValueError`` for an invalid key or target
+        (also when ``key + ".rclonelink"`` is too long for the store).
+        """
+        self._check_valid_key(key)
+        if not isinstance(target, str) or not target or "\0" in target:
+            raise InvalidLinkTargetError(f"a link target must be a non-empty str without NUL, not {target!r}")
+        self.put(key + LINK_SUFFIX, target.encode("utf-8", "surrogateescape"))
+        return key
+
+    def readlink(self, key: str) -> str:
+        """The target of the symbolic link *key* (see :meth:`symlink`).
+
+        ``KeyError`` if *key* is not a link; ``ValueError`` for an invalid key.
+        """
+        self._check_valid_key(key)
+        return self.get(key + LINK_SUFFIX).decode("utf-8", "surrogateescape")
+
+    def is_link(self, key: str) -> bool:
+        """Whether *key* is a symbolic link (:meth:`symlink`)."""
+        self._check_valid_key(key)
+        return (key + LINK_SUFFIX) in self
 
     def new_staging_file(self, key: str) -> IO[bytes]:
         """A new, empty local file to write a future value of *key* into.

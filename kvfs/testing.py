@@ -825,6 +825,21 @@ class StoreContract:
             store.move_directory("src", "src/inner")
         assert store.get("src/a") == b"1"
 
+    def test_symlink_is_a_small_value_rclone_reads(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        assert store.symlink("d/link", "../target/file") == "d/link"
+        assert store.readlink("d/link") == "../target/file"
+        assert store.is_link("d/link")
+        assert store.get("d/link.rclonelink") == b"../target/file"
+        assert "d/link" not in store
+        assert not store.is_link("d/other")
+        with pytest.raises(KeyError):
+            store.readlink("d/other")
+        for bad in ("", "a\0b"):
+            with pytest.raises(ValueError):
+                store.symlink("d/bad", bad)
+        assert store.keys() == ["d/link.rclonelink"]
+
     # ------------------------------------------------------------------ directories
 
     def test_directory_markers(self, store: KeyValueStore) -> None:

@@ -40,6 +40,18 @@ def test_ls_shows_one_level_with_directories_marked(store, url):
     assert result.stdout.splitlines() == ["photos/", "top"]
 
 
+def test_ls_shows_symbolic_links_as_name_arrow_target(store, url):
+    store.symlink("photos/latest", "2024/cat.jpg")
+    store.put("both", b"value")
+    store.put("both.rclonelink", b"elsewhere")  # a value and a link of one name: the value wins
+    assert "photos/latest" in invoke(["ls", url, "photos/"]).stdout.splitlines()
+    long = invoke(["ls", "-l", url, "photos/"]).stdout
+    assert "photos/latest -> 2024/cat.jpg" in long
+    assert "LINK" in long
+    top = invoke(["ls", url]).stdout.splitlines()
+    assert "both" in top and "both.rclonelink" in top
+
+
 def test_ls_of_a_directory_name_lists_inside_it_and_a_prefix_filters(store, url):
     assert invoke(["ls", url, "photos"]).stdout.splitlines() == ["photos/2024/", "photos/readme"]
     assert invoke(["ls", url, "photos/"]).stdout.splitlines() == ["photos/2024/", "photos/readme"]

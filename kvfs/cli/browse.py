@@ -15,7 +15,7 @@ import sys
 import click
 
 from ..keys import SEPARATOR
-from ..store import CHUNK_SIZE, KeyInfo, KeyValueStore
+from ..store import CHUNK_SIZE, LINK_SUFFIX, KeyInfo, KeyValueStore
 from ..transfer import DEFAULT_JOBS, parallel_map, stat_keys, walk
 from .errors import (
     EXIT_NOT_FOUND,
@@ -67,16 +67,33 @@ def ls(url: str, prefix: str, recursive: bool, long_format: bool, human: bool) -
             if long_format and not store.listing_has_sizes:
                 entries = _with_sizes(store, entries)
         entries.sort(key=lambda entry: entry.key)
+        names = {entry.key for entry in entries}
         for entry in entries:
+            name, link = _shown_name(entry, names)
             if long_format:
-                size = "DIR" if entry.is_prefix else format_size(entry.size, human)
-                click.echo(
-                    f"{size:>{6 if human else 12}}  {format_time(entry.last_modified):16}  {entry.key}"
-                )
+                size = "DIR" if entry.is_prefix else "LINK" if link else format_size(entry.size, human)
+                if link:
+                    name = f"{name} -> {store.readlink(name)}"
+                click.echo(f"{size:>{6 if human else 12}}  {format_time(entry.last_modified):16}  {name}")
             else:
-                click.echo(entry.key)
+                click.echo(name)
         if not entries and prefix:
             raise CliError(f"nothing found under {prefix!r} in {display_url(url)}", EXIT_NOT_FOUND)
+
+
+def _shown_name(entry: KeyInfo, names: set[str]) -> tuple[str, bool]:
+    """The name ``ls`` prints for *entry*, and whether it is a symbolic link.
+
+    A link ``x`` is kept as the key ``x.rclonelink`` (see ``KeyValueStore.symlink``);
+    where a key ``x`` exists too, the value wins and the link shows under its key.
+    """
+    key = entry.key
+    if entry.is_prefix or not key.endswith(LINK_SUFFIX) or len(key) == len(LINK_SUFFIX):
+        return key, False
+    name = key[: -len(LINK_SUFFIX)]
+    if name in names or name.endswith(SEPARATOR):
+        return key, False
+    return name, True
 
 
 def _listing_prefix(store: KeyValueStore, prefix: str) -> str:
