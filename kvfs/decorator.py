@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, NoReturn
 from urllib.parse import quote_plus, unquote_plus
 
-from .errors import InvalidKeyError, ReadOnlyError
+from .errors import InvalidKeyError, KeyTooLongError, ReadOnlyError
 from .keys import SEPARATOR, check_key, check_prefix
 from .mixins import TTL
 from .store import FileOrFilename, KeyInfo, KeyValueStore
@@ -362,7 +362,7 @@ class URLEncodeKeysDecorator(KeyTransformingDecorator):
         limit = self.max_key_length
         size = len(key.encode("utf-8", "surrogatepass"))
         if size > limit:
-            raise InvalidKeyError(
+            raise KeyTooLongError(
                 f"key is {size} bytes long (UTF-8), the limit of this store is {limit} bytes"
             )
 

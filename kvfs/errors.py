@@ -35,6 +35,10 @@ class InvalidKeyError(KvfsError, ValueError):
     """The key is not a valid kvfs key (see :data:`kvfs.VALID_KEY_REGEXP`)."""
 
 
+class KeyTooLongError(InvalidKeyError):
+    """The key, or one of its components, is longer than the store allows."""
+
+
 class InvalidLinkTargetError(KvfsError, ValueError):
     """A symbolic link's target is empty, not a ``str`` or holds a NUL character."""
 
@@ -77,6 +81,7 @@ __all__ = [
     "KvfsError",
     "KeyNotFoundError",
     "InvalidKeyError",
+    "KeyTooLongError",
     "InvalidValueError",
     "InvalidLinkTargetError",
     "BackendError",

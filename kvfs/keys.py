@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidKeyError
+from .errors import InvalidKeyError, KeyTooLongError
 
-#: The characters allowed in one component of a key (simplekv's alphabet).
-KEY_ALPHABET = "0-9a-zA-Z" + "!\"#$%&'()+,\\-.<=>?@\\[\\\\\\]^_`{}~"
+#: Every character allowed in a key component (simplekv's alphabet), spelled out.
+KEY_CHARACTERS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" "!\"#$%&'()+,-.<=>?@[\\]^_`{}~"
+
+#: :data:`KEY_CHARACTERS` as the inside of a regular expression's character class.
+KEY_ALPHABET = re.escape(KEY_CHARACTERS)
 
 _COMPONENT = "(?!\\.\\.?(?:/|\\Z))[" + KEY_ALPHABET + "]+"
 
@@ -72,23 +75,24 @@ def check_key(
             key = str(key)
         else:
             raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}: {key!r}")
+    # The lengths first: they are cheap, and a name too long is ENAMETOOLONG in the mount.
+    if len(key) > max_length:
+        raise KeyTooLongError(
+            f"key is {len(key)} bytes long, the limit of this store is {max_length} bytes"
+        )
+    if max_component_length is not None:
+        for component in key.split(SEPARATOR):
+            if len(component) > max_component_length:
+                raise KeyTooLongError(
+                    f"key component {component[:40]!r}... is {len(component)} bytes long, "
+                    f"the limit of this store is {max_component_length} bytes per component"
+                )
     if not _matches(key):
         raise InvalidKeyError(
             f"{key!r} is not a valid key: use only letters, digits and "
             "!\"#$%&'()+,-.<=>?@[\\]^_`{}~, with '/' between non-empty components "
             "other than '.' and '..'"
         )
-    if len(key) > max_length:
-        raise InvalidKeyError(
-            f"key is {len(key)} bytes long, the limit of this store is {max_length} bytes"
-        )
-    if max_component_length is not None:
-        for component in key.split(SEPARATOR):
-            if len(component) > max_component_length:
-                raise InvalidKeyError(
-                    f"key component {component[:40]!r}... is {len(component)} bytes long, "
-                    f"the limit of this store is {max_component_length} bytes per component"
-                )
 
 
 def check_prefix(prefix: object) -> str:
@@ -99,6 +103,7 @@ def check_prefix(prefix: object) -> str:
 
 
 __all__ = [
+    "KEY_CHARACTERS",
     "KEY_ALPHABET",
     "VALID_KEY_REGEXP",
     "VALID_KEY_RE",

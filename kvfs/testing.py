@@ -40,15 +40,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .keys import MAX_KEY_LENGTH, SEPARATOR
+from .keys import KEY_CHARACTERS, MAX_KEY_LENGTH, SEPARATOR
 from .mixins import FOREVER, NOT_SET, UrlMixin
 from .store import KeyInfo, KeyValueStore
-
-#: Every character allowed in a key component, spelled out (see :mod:`kvfs.keys`).
-KEY_CHARACTERS = (
-    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "!\"#$%&'()+,-.<=>?@[\\]^_`{}~"
-)
 
 #: Keys that every store must reject with ``ValueError``, by test id. Too-long keys are
 #: built per store (see :func:`key_of_length`), since the limit is the store's.

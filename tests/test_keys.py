@@ -142,3 +142,28 @@ def test_check_prefix():
     assert check_prefix("a/") == "a/"
     with pytest.raises(InvalidKeyError):
         check_prefix(None)
+
+
+def test_one_alphabet_spelled_once() -> None:
+    import re
+
+    from kvfs.keys import KEY_ALPHABET, KEY_CHARACTERS
+    from kvfs.mount import paths
+
+    allowed = {chr(code) for code in range(0x3000) if re.fullmatch(f"[{KEY_ALPHABET}]", chr(code))}
+    assert allowed == set(KEY_CHARACTERS)
+    assert paths._PLAIN == set(KEY_CHARACTERS) - {"%"}
+
+
+def test_too_long_keys_raise_key_too_long_error_a_value_error() -> None:
+    from kvfs.errors import InvalidKeyError, KeyTooLongError
+    from kvfs.keys import check_key
+
+    with pytest.raises(KeyTooLongError):
+        check_key("a" * 11, max_length=10)
+    with pytest.raises(KeyTooLongError):
+        check_key("abc/" + "b" * 6, max_component_length=5)
+    with pytest.raises(InvalidKeyError) as caught:
+        check_key("a b")
+    assert not isinstance(caught.value, KeyTooLongError)
+    assert issubclass(KeyTooLongError, ValueError)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import errno
 import re
 
-from ..keys import SEPARATOR, check_key
+from ..errors import KeyTooLongError
+from ..keys import KEY_CHARACTERS, SEPARATOR, check_key
 
 # The key alphabet minus '%', which is the escape character (see kvfs.keys).
-_PLAIN_CHARACTERS = (
-    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" "!\"#$&'()+,-.<=>?@[\\]^_`{}~"
-)
+_PLAIN_CHARACTERS = KEY_CHARACTERS.replace("%", "")
 _PLAIN = frozenset(_PLAIN_CHARACTERS)
 _PLAIN_NAME = re.compile("[" + re.escape(_PLAIN_CHARACTERS) + "]+\\Z")
 _ESCAPE = re.compile("[0-9A-F]{2}")
@@ -93,14 +92,10 @@ def check_path_key(key: str, max_key_length: int, max_component_length: int | No
     ``ENAMETOOLONG`` when the key or one of its components is longer than the store
     allows, ``EINVAL`` for anything else the key rule refuses.
     """
-    if len(key) > max_key_length:
-        raise PathError(errno.ENAMETOOLONG, f"key of {len(key)} bytes is longer than {max_key_length}")
-    if max_component_length is not None:
-        for component in key.split(SEPARATOR):
-            if len(component) > max_component_length:
-                raise PathError(errno.ENAMETOOLONG, f"name of {len(component)} bytes is too long")
     try:
         check_key(key, max_key_length, max_component_length)
+    except KeyTooLongError as error:
+        raise PathError(errno.ENAMETOOLONG, str(error)) from None
     except ValueError as error:
         raise PathError(errno.EINVAL, str(error)) from None
 

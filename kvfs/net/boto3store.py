@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from .._extras import require
-from ..errors import BackendError, InvalidKeyError, KeyNotFoundError
+from ..errors import BackendError, InvalidKeyError, KeyNotFoundError, KeyTooLongError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, run_parallel
@@ -100,7 +100,7 @@ def _errors(key: str | None = None) -> Iterator[None]:
         if key is not None and code in _NOT_FOUND:
             raise KeyNotFoundError(key) from None
         if code == "KeyTooLongError":
-            raise InvalidKeyError(f"the server refused the key as too long: {_message(error)}")
+            raise KeyTooLongError(f"the server refused the key as too long: {_message(error)}")
         if code in _ACCESS_DENIED:
             raise BackendError(errno.EACCES, _message(error)) from error
         raise BackendError(_message(error)) from error
