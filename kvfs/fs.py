@@ -140,9 +140,10 @@ def _keep_owner_and_mode(fd: int, old: os.stat_result) -> None:
     if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
         try:
             os.fchown(fd, old.st_uid, old.st_gid)
+            new = os.fstat(fd)
         except PermissionError:
             pass
-    if stat.S_IMODE(old.st_mode) != stat.S_IMODE(os.fstat(fd).st_mode):
+    if stat.S_IMODE(old.st_mode) != stat.S_IMODE(new.st_mode):
         os.fchmod(fd, stat.S_IMODE(old.st_mode))
 
 
