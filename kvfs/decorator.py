@@ -169,6 +169,9 @@ class StoreDecorator(KeyValueStore):
     def _set_metadata(self, key: str, **fields: Any) -> None:
         self._dstore.set_metadata(key, **fields)
 
+    def _describe_root(self) -> KeyInfo | None:
+        return self._dstore.describe_root()
+
 
 class KeyTransformingDecorator(StoreDecorator):
     """A decorator that stores each key under another name in the wrapped store.
@@ -277,6 +280,9 @@ class KeyTransformingDecorator(StoreDecorator):
 
     def _set_metadata(self, key: str, **fields: Any) -> None:
         self._dstore.set_metadata(self._map_key(key), **fields)
+
+    def _describe_root(self) -> KeyInfo | None:
+        return None  # the view's root is a part of the wrapped store: not known here
 
 
 class PrefixDecorator(KeyTransformingDecorator):

@@ -431,6 +431,15 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
             return _key_info(key, info)
         return None
 
+    def _describe_root(self) -> KeyInfo | None:
+        try:
+            info = os.stat(self._root)  # the root may be a link the user chose
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None
+            raise _backend_error(error) from error
+        return _key_info("", info, is_prefix=True) if stat.S_ISDIR(info.st_mode) else None
+
     def _set_metadata(
         self,
         key: str,

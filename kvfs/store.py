@@ -382,6 +382,15 @@ class KeyValueStore:
                 raise ValueError(f"{name} must be a finite number of seconds, not {when!r}")
         self._set_metadata(key, mode=mode, uid=uid, gid=gid, mtime=mtime, atime=atime)
 
+    def describe_root(self) -> KeyInfo | None:
+        """What the store keeps about its root directory, or None where it keeps nothing.
+
+        On a store that ``keeps_metadata``, an ``is_prefix`` :class:`KeyInfo` with the key
+        ``""`` and the root's mode, owner and mtime where known (the mount shows them for
+        its top directory). None on other stores, and where the root does not exist yet.
+        """
+        return self._describe_root()
+
     def new_staging_file(self, key: str) -> IO[bytes]:
         """A new, empty local file to write a future value of *key* into.
 
@@ -510,6 +519,9 @@ class KeyValueStore:
     ) -> None:
         """Change *key*'s metadata (stores with ``keeps_metadata`` override; called only for them)."""
         raise NotImplementedError(f"{type(self).__name__} sets keeps_metadata but not _set_metadata")
+
+    def _describe_root(self) -> KeyInfo | None:
+        return None
 
     def _require_staging(self) -> None:
         if not self.supports_staging:

@@ -293,3 +293,26 @@ def test_allow_other_warns_where_the_store_keeps_no_modes(
             assert len(result.stderr.strip().splitlines()) == 1
     finally:
         assert _kvfs("unmount", mountpoint).returncode == 0
+
+
+def test_a_private_store_root_keeps_its_files_private(
+    fs_store: FilesystemStore, root: pathlib.Path, shared_dir: pathlib.Path
+) -> None:
+    fs_store.put("f", b"readable, in a private directory")
+    (root / "f").chmod(0o644)
+    root.chmod(0o700)
+    with mount_store(fs_store, shared_dir / "mnt", allow_other=True) as mnt:
+        assert _mode_and_owner(mnt) == (0o700, 0, 0)
+        assert as_nobody(f"read:{mnt / 'f'}", f"list:{mnt}") == ["EACCES", "EACCES"]
+        os.chmod(mnt, 0o755)  # the top directory's changes live in memory
+        assert as_nobody(f"read:{mnt / 'f'}") == ["ok"]
+    assert _mode_and_owner(root)[0] == 0o700
+
+
+def test_describe_root(fs_store: FilesystemStore, root: pathlib.Path) -> None:
+    assert fs_store.describe_root() is None  # no root yet
+    fs_store.put("k", b"x")
+    root.chmod(0o710)
+    info = fs_store.describe_root()
+    assert info is not None and (info.key, info.is_prefix, info.mode, info.uid) == ("", True, 0o710, os.getuid())
+    assert DictStore().describe_root() is None

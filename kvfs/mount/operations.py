@@ -386,8 +386,8 @@ class KvfsOperations(mfusepy.Operations):
     # ================================================================== attributes
 
     def _attributes(self, key: str, entry: Entry, file: OpenFile | None = None) -> dict[str, Any]:
-        if self._keeps_metadata and key and entry.mode is None:
-            entry = self._with_metadata(key, entry)
+        if self._keeps_metadata and entry.mode is None and key is not None:
+            entry = self._with_metadata(key, entry) if key else self._root_entry()
         overrides = self._overrides.get(key) if key is not None else None
         if entry.is_dir:
             mode, size, nlink = stat.S_IFDIR | self._directory_mode, 4096, 2
@@ -425,6 +425,14 @@ class KvfsOperations(mfusepy.Operations):
             "st_blocks": (size + 511) // 512,
             "st_blksize": 128 * 1024,
         }
+
+    def _root_entry(self) -> Entry:
+        """The top directory, with the mode and owner of the store's root where it keeps them.
+
+        A private root (``0700``) then keeps the files in it private, as on the disk.
+        """
+        info = self.store.describe_root()
+        return DIRECTORY if info is None else _directory_entry(info)
 
     def _with_metadata(self, key: str, entry: Entry) -> Entry:
         """*entry* with the mode and owner the store keeps for *key*, from the cache or the store.
@@ -584,7 +592,7 @@ class KvfsOperations(mfusepy.Operations):
         with self._table:
             file = self._files.get(key)
             waiting = file is not None and (file.dirty or not file.exists)
-        if not self._keeps_metadata or waiting:
+        if not self._keeps_metadata or waiting or not key:  # the top directory: in memory
             self._overrides.update(key, **changes)
             return
         try:
@@ -1221,7 +1229,11 @@ class KvfsOperations(mfusepy.Operations):
                     continue  # staged only: re-keyed by the caller
                 store.move(info.key, join_key(target, rest))
         if kept is not None and kept.is_prefix and kept.mode is not None:
-            self._write_metadata(target, {"mode": kept.mode, "uid": kept.uid, "gid": kept.gid, "mtime": kept.last_modified})
+            fields = {"mode": kept.mode, "uid": kept.uid, "gid": kept.gid, "mtime": kept.last_modified}
+            try:
+                self._write_metadata(target, fields)
+            except Exception as error:  # the keys moved: the rename itself succeeded
+                log.error("cannot keep the mode and owner of %s when renamed to %s: %s", source, target, error)
         if markers:
             store.delete_directory(source)
 
