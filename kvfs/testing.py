@@ -926,6 +926,14 @@ class StoreContract:
             store.set_metadata("k", **fields)
         assert store.stat("k") == before
 
+    def test_describe_root(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("k", b"x")
+        info = store.describe_root()
+        assert info is None or (info.key, info.is_prefix, info.size) == ("", True, None), info
+        if not store.keeps_metadata:
+            assert info is None
+
     def test_set_metadata_of_a_missing_key(self, store: KeyValueStore) -> None:
         _require_metadata(store)
         with pytest.raises(KeyError):
