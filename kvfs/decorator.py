@@ -62,6 +62,7 @@ class StoreDecorator(KeyValueStore):
     allows_key_and_prefix = _forwarded("allows_key_and_prefix")
     ttl_support = _forwarded("ttl_support")
     is_remote = _forwarded("is_remote")
+    keeps_metadata = _forwarded("keeps_metadata")
     max_key_length = _forwarded("max_key_length")
     max_component_length = _forwarded("max_component_length")
 
@@ -164,6 +165,12 @@ class StoreDecorator(KeyValueStore):
 
     def _has_directory(self, key: str) -> bool:
         return self._dstore.has_directory(key)
+
+    def _set_metadata(self, key: str, **fields: Any) -> None:
+        self._dstore.set_metadata(key, **fields)
+
+    def _describe_root(self) -> KeyInfo | None:
+        return self._dstore.describe_root()
 
 
 class KeyTransformingDecorator(StoreDecorator):
@@ -273,6 +280,12 @@ class KeyTransformingDecorator(StoreDecorator):
 
     def _has_directory(self, key: str) -> bool:
         return self._dstore.has_directory(self._map_key(key))
+
+    def _set_metadata(self, key: str, **fields: Any) -> None:
+        self._dstore.set_metadata(self._map_key(key), **fields)
+
+    def _describe_root(self) -> KeyInfo | None:
+        return None  # the view's root is a part of the wrapped store: not known here
 
 
 class PrefixDecorator(KeyTransformingDecorator):
@@ -410,7 +423,8 @@ class ReadOnlyDecorator(StoreDecorator):
     """A read-only view of *store*: reads pass through, every write raises.
 
     ``put``, ``put_file``, ``delete``, ``delete_many``, ``copy``, ``move``,
-    ``move_directory``, ``put_directory`` and ``delete_directory`` raise :class:`~kvfs.errors.ReadOnlyError` (an ``OSError`` with
+    ``move_directory``, ``put_directory``, ``delete_directory`` and ``set_metadata`` raise
+    :class:`~kvfs.errors.ReadOnlyError` (an ``OSError`` with
     ``errno.EROFS``) before looking at their arguments, and ``supports_writes`` is False.
     Reads (``get``, ``open``, ``get_file``, ``in``, listings, ``stat``, ``get_range``,
     ``has_directory``) and ``url_for`` pass through with the wrapped store's fast paths.
@@ -469,6 +483,10 @@ class ReadOnlyDecorator(StoreDecorator):
         """Raise :class:`~kvfs.errors.ReadOnlyError`."""
         self._refuse("move_directory")
 
+    def set_metadata(self, key: str, **fields: Any) -> None:
+        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
+        self._refuse("set_metadata")
+
     # The hooks refuse too, for code that calls them directly.
     def _delete(self, key: str) -> None:
         self._refuse("delete")
@@ -499,6 +517,9 @@ class ReadOnlyDecorator(StoreDecorator):
 
     def _move_directory(self, source: str, dest: str) -> str:
         self._refuse("move_directory")
+
+    def _set_metadata(self, key: str, **fields: Any) -> None:
+        self._refuse("set_metadata")
 
 
 __all__ = [

@@ -5,7 +5,8 @@ directories (``a/b/c`` is the file ``ROOT/a/b/c``). Writes go to a temporary fil
 the target directory and are renamed into place, so a reader sees the old value or the
 new one, never a part. No symbolic link inside the root is ever followed: intermediate
 directories are opened one by one with ``O_NOFOLLOW``, and a symlink where a key would
-be is not a key. POSIX only.
+be is not a key. The files' modes, owners and times are the keys' metadata
+(``keeps_metadata``); a value written again keeps its file's mode and owner. POSIX only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import io
 import itertools
+import math
 import os
 import secrets
 import stat
@@ -37,6 +39,9 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOE
 # is killed), else named and readable too.
 _TMPFILE_FLAGS = os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") else None
 _NAMED_STAGING_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A handle on a name itself, for metadata changes: needs no read permission, and with
+# O_NOFOLLOW a symbolic link is opened as the link, which is then refused.
+_PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: errno values meaning "there is no key (or directory) here": missing, a file where a
 #: directory should be, or a symbolic link refused by O_NOFOLLOW.
@@ -113,6 +118,35 @@ def _backend_error(error: OSError) -> OSError:
     return BackendError(error.errno, error.strerror, error.filename)
 
 
+def _key_info(key: str, info: os.stat_result, is_prefix: bool = False) -> KeyInfo:
+    """What a stat of a value's file (or, *is_prefix*, of a directory ``key``) tells."""
+    size = None if is_prefix else info.st_size
+    return KeyInfo(key, size, info.st_mtime, is_prefix, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+
+
+def _nanoseconds(seconds: float) -> int:
+    """*seconds* in whole nanoseconds, the fraction rounded on its own (a float has too few digits for both)."""
+    whole = math.floor(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
+def _keep_owner_and_mode(fd: int, old: os.stat_result) -> None:
+    """Give the new file *fd* the owner and mode of the file *old* it replaces.
+
+    The owner is changed first (a new owner clears the set-user-ID bit), and only where
+    it differs; a process that may not give files away keeps its own.
+    """
+    new = os.fstat(fd)
+    if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+        try:
+            os.fchown(fd, old.st_uid, old.st_gid)
+            new = os.fstat(fd)
+        except PermissionError:
+            pass
+    if stat.S_IMODE(old.st_mode) != stat.S_IMODE(new.st_mode):
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))
+
+
 def _remove_quietly(name: str, dir_fd: int | None) -> None:
     try:
         os.unlink(name, dir_fd=dir_fd)
@@ -161,6 +195,13 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     the ``:``-containing temporary files of unfinished writes) are not keys: reading
     them raises ``KeyError`` and listings skip them. Deleting a key leaves its (perhaps
     now empty) parent directories, which then list as empty directories.
+
+    The files' and directories' modes, owners and mtimes are the store's metadata
+    (``keeps_metadata``): :meth:`stat`, :meth:`describe` and :meth:`iter_level` report
+    them, :meth:`set_metadata` changes them (``chmod``, ``chown``, ``utime`` of the file or
+    directory, never through a symbolic link). A value written again (``put``, a
+    committed staging file) keeps the mode and owner of the file it replaces (the owner
+    only where the process may set it: as root); *perm* is for new files.
     """
 
     max_component_length = 255  # NAME_MAX of Linux filesystems
@@ -171,6 +212,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     supports_directories = True
     allows_key_and_prefix = False
     supports_staging = True
+    keeps_metadata = True
 
     def __init__(
         self,
@@ -376,7 +418,73 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         info = self._lstat(key)
         if info is None or not stat.S_ISREG(info.st_mode):
             raise KeyNotFoundError(key)
-        return KeyInfo(key, info.st_size, info.st_mtime)
+        return _key_info(key, info)
+
+    def _describe(self, key: str) -> KeyInfo | None:
+        # One lstat tells a value from a directory.
+        info = self._lstat(key)
+        if info is None:
+            return None
+        if stat.S_ISDIR(info.st_mode):
+            return _key_info(key + SEPARATOR, info, is_prefix=True)
+        if stat.S_ISREG(info.st_mode):
+            return _key_info(key, info)
+        return None
+
+    def _describe_root(self) -> KeyInfo | None:
+        try:
+            info = os.stat(self._root)  # the root may be a link the user chose
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None
+            raise _backend_error(error) from error
+        return _key_info("", info, is_prefix=True) if stat.S_ISDIR(info.st_mode) else None
+
+    def _set_metadata(
+        self,
+        key: str,
+        *,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        mtime: float | None,
+        atime: float | None,
+    ) -> None:
+        """chown, chmod and utime of the key's file or directory, through an ``O_PATH`` handle.
+
+        The handle is opened without following a link (and the walk to it neither), so
+        a link put in place meanwhile is refused rather than followed out of the root;
+        the changes then go through ``/proc/self/fd``, which names that very file.
+        """
+        dir_fd = fd = None
+        try:
+            dir_fd, name = self._locate(key)
+            fd = os.open(name, _PATH_FLAGS, dir_fd=dir_fd)
+            info = os.fstat(fd)
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise KeyNotFoundError(key)
+            path = f"/proc/self/fd/{fd}"
+            owner = (info.st_uid if uid is None else uid, info.st_gid if gid is None else gid)
+            if owner != (info.st_uid, info.st_gid):
+                os.chown(path, *owner)
+            if mode is not None:
+                os.chmod(path, mode)
+            if mtime is not None or atime is not None:
+                os.utime(
+                    path,
+                    ns=(
+                        info.st_atime_ns if atime is None else _nanoseconds(atime),
+                        info.st_mtime_ns if mtime is None else _nanoseconds(mtime),
+                    ),
+                )
+        except OSError as error:
+            if error.errno in _NOT_THERE and fd is None:
+                raise KeyNotFoundError(key) from None
+            raise _backend_error(error) from error
+        finally:
+            for descriptor in (fd, dir_fd):
+                if descriptor is not None:
+                    os.close(descriptor)
 
     def _get_range(self, key: str, start: int, length: int) -> bytes:
         fd, info = self._open_value(key)
@@ -409,7 +517,10 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
                 filling = True
                 fill(fd)
                 filling = False
-                if self.perm is not None:
+                old = self._replaced(name, dir_fd)
+                if old is not None:
+                    _keep_owner_and_mode(fd, old)
+                elif self.perm is not None:
                     os.fchmod(fd, self.perm)
                 if self.fsync:
                     os.fsync(fd)
@@ -429,6 +540,17 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
                 _remove_quietly(temporary, dir_fd)
             if dir_fd is not None:
                 os.close(dir_fd)
+
+    @staticmethod
+    def _replaced(name: str, dir_fd: int | None) -> os.stat_result | None:
+        """The stat of the value's file that a write of *name* replaces, None for a new key."""
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return None
+            raise
+        return info if stat.S_ISREG(info.st_mode) else None
 
     def _create_temporary(self, dir_fd: int | None, flags: int = _CREATE_FLAGS) -> tuple[int, str]:
         """Create a new temporary file in *dir_fd* (None: the root); return it and its name."""
@@ -512,13 +634,16 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         dir_fd = temporary = None
         linking = False
         try:
-            if self.perm is not None:
-                os.fchmod(fd, self.perm)
-            if self.fsync:
-                os.fsync(fd)
             dir_fd, name = self._locate(key, create=True)
             if dir_fd is None:  # os.link needs a dir_fd to call linkat, which follows the link below
                 dir_fd, name = self._open_directory("", create=True), key
+            old = self._replaced(name, dir_fd)
+            if old is not None:
+                _keep_owner_and_mode(fd, old)
+            elif self.perm is not None:
+                os.fchmod(fd, self.perm)
+            if self.fsync:
+                os.fsync(fd)
             if file.path is None:
                 temporary, linking = _temporary_name(), True
                 os.link(f"/proc/self/fd/{fd}", temporary, dst_dir_fd=dir_fd)
@@ -760,9 +885,13 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
                             info = entry.stat(follow_symlinks=False)
                         except FileNotFoundError:
                             continue  # deleted since the directory was read
-                        yield KeyInfo(key, info.st_size, info.st_mtime)
+                        yield _key_info(key, info)
                     elif entry.is_dir(follow_symlinks=False) and len(key) < limit:
-                        yield KeyInfo(key + SEPARATOR, is_prefix=True)
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        yield _key_info(key + SEPARATOR, info, is_prefix=True)
         except OSError as error:
             raise _backend_error(error) from error
         finally:

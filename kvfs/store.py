@@ -16,12 +16,15 @@ Beyond simplekv's API the core offers what a filesystem view needs:
   hierarchical listing, with sizes where the backend's listing has them;
 * directory markers (:meth:`~KeyValueStore.put_directory`, ...), so an empty directory
   can exist in a store of keys;
-* :meth:`~KeyValueStore.copy` / :meth:`~KeyValueStore.move`, server-side where possible.
+* :meth:`~KeyValueStore.copy` / :meth:`~KeyValueStore.move`, server-side where possible;
+* POSIX metadata (mode, owner, times) where the backend keeps it (``keeps_metadata``):
+  in :class:`KeyInfo`, and changed with :meth:`~KeyValueStore.set_metadata`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,15 +56,22 @@ LINK_SUFFIX = ".rclonelink"
 class KeyInfo:
     """What a store knows about a key (or, with ``is_prefix``, a directory) without reading it.
 
-    ``size`` is in bytes; ``last_modified`` is a POSIX timestamp in seconds. Either is
-    ``None`` where the backend does not know it cheaply (a listing without sizes). For a
-    prefix, ``key`` ends with the delimiter and ``size`` is ``None``.
+    ``size`` is in bytes; ``last_modified`` is a POSIX timestamp in seconds (the mtime).
+    Either is ``None`` where the backend does not know it cheaply (a listing without
+    sizes). For a prefix, ``key`` ends with the delimiter and ``size`` is ``None``.
+
+    ``mode`` (the permission bits, ``0o7777`` at most, no file type), ``uid`` and ``gid``
+    are filled only by stores that keep POSIX metadata (``keeps_metadata``), where it
+    costs nothing extra; ``None`` means unknown.
     """
 
     key: str
     size: int | None = None
     last_modified: float | None = None
     is_prefix: bool = False
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
 
 
 def _short_keys_fit(key_limit: object, component_limit: object) -> bool:
@@ -122,6 +132,10 @@ class KeyValueStore:
     #: How many requests bulk operations (:meth:`delete_many`, :meth:`move_directory`)
     #: keep in flight at once on a remote store.
     parallel_requests: ClassVar[int] = 8
+    #: POSIX metadata lasts: :meth:`set_metadata` keeps a mode, an owner and times for
+    #: values and directories, and :meth:`stat`, :meth:`describe` and :meth:`iter_level`
+    #: report the mode and owner in :class:`KeyInfo`.
+    keeps_metadata: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ validation
 
@@ -407,6 +421,48 @@ class KeyValueStore:
         self._check_valid_key(key)
         return (key + LINK_SUFFIX) in self
 
+    def set_metadata(
+        self,
+        key: str,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        mtime: float | None = None,
+        atime: float | None = None,
+    ) -> None:
+        """Change the POSIX metadata kept for *key*, a value or a directory.
+
+        *mode* is the permission bits (``0`` to ``0o7777``), *uid* and *gid* the owner,
+        *mtime* and *atime* POSIX timestamps in seconds; what is None stays as it is.
+        Raises ``ValueError`` for a value out of range (before touching the backend),
+        ``KeyError`` when *key* is neither a value nor a directory, a
+        :class:`~kvfs.errors.BackendError` with ``EPERM`` where the backend may not make
+        the change (a new owner, for a store not run by root), and ``NotImplementedError``
+        for a store without ``keeps_metadata``.
+        """
+        self._check_valid_key(key)
+        if not self.keeps_metadata:
+            raise NotImplementedError(f"{type(self).__name__} does not keep modes, owners or times")
+        if mode is not None and (type(mode) is not int or not 0 <= mode <= 0o7777):
+            raise ValueError(f"mode must be an int from 0 to 0o7777, not {mode!r}")
+        for name, owner in (("uid", uid), ("gid", gid)):
+            if owner is not None and (type(owner) is not int or owner < 0):
+                raise ValueError(f"{name} must be a non-negative int, not {owner!r}")
+        for name, when in (("mtime", mtime), ("atime", atime)):
+            if when is not None and (type(when) not in (int, float) or not math.isfinite(when)):
+                raise ValueError(f"{name} must be a finite number of seconds, not {when!r}")
+        self._set_metadata(key, mode=mode, uid=uid, gid=gid, mtime=mtime, atime=atime)
+
+    def describe_root(self) -> KeyInfo | None:
+        """What the store keeps about its root directory, or None where it keeps nothing.
+
+        On a store that ``keeps_metadata``, an ``is_prefix`` :class:`KeyInfo` with the key
+        ``""`` and the root's mode, owner and mtime where known (the mount shows them for
+        its top directory). None on other stores, and where the root does not exist yet.
+        """
+        return self._describe_root()
+
     def new_staging_file(self, key: str) -> IO[bytes]:
         """A new, empty local file to write a future value of *key* into.
 
@@ -551,6 +607,22 @@ class KeyValueStore:
     def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
         """Store *file* as *key* atomically and close it (stores with ``supports_staging`` override)."""
         raise NotImplementedError
+
+    def _set_metadata(
+        self,
+        key: str,
+        *,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        mtime: float | None,
+        atime: float | None,
+    ) -> None:
+        """Change *key*'s metadata (stores with ``keeps_metadata`` override; called only for them)."""
+        raise NotImplementedError(f"{type(self).__name__} sets keeps_metadata but not _set_metadata")
+
+    def _describe_root(self) -> KeyInfo | None:
+        return None
 
     def _require_staging(self) -> None:
         if not self.supports_staging:

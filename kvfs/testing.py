@@ -15,7 +15,7 @@ to return a fresh, empty store::
 
 The tests read the store's capability flags (``supports_writes``,
 ``supports_directories``, ``supports_staging``, ``allows_key_and_prefix``, ``ttl_support``,
-``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
+``keeps_metadata``, ``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
 :class:`~kvfs.mixins.UrlMixin`, and skip what a store does not claim to do rather than
 fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`).
 
@@ -188,6 +188,12 @@ def _require_directories(store: KeyValueStore) -> None:
         pytest.skip(f"{type(store).__name__} does not keep empty directories")
 
 
+def _require_metadata(store: KeyValueStore) -> None:
+    _require_writes(store)
+    if not store.keeps_metadata:
+        pytest.skip(f"{type(store).__name__} does not keep modes, owners or times")
+
+
 def _require_staging(store: KeyValueStore) -> None:
     _require_writes(store)
     if not store.supports_staging:
@@ -202,6 +208,11 @@ def _level(store: KeyValueStore, prefix: str = "") -> dict[str, KeyInfo]:
         assert entry.key not in entries, f"iter_level({prefix!r}) listed {entry.key!r} twice"
         entries[entry.key] = entry
     return entries
+
+
+def _named(info: KeyInfo | None) -> tuple[str, bool] | None:
+    """What *info* names (key and whether a directory); times and metadata may vary."""
+    return None if info is None else (info.key, info.is_prefix)
 
 
 def _key_calls(
@@ -233,6 +244,7 @@ def _key_calls(
                 "copy(dest)": lambda key: store.copy("copy-source", key),
                 "move(source)": lambda key: store.move(key, "move-dest"),
                 "move(dest)": lambda key: store.move("move-source", key),
+                "set_metadata": lambda key: store.set_metadata(key, mode=0o644),
             }
         )
         if store.supports_directories:
@@ -885,18 +897,18 @@ class StoreContract:
         store.put("d/e/f", b"deep")
         info = store.describe("d")
         assert info is not None and (info.key, info.is_prefix) == ("d/", True)
-        assert store.describe("d/e") == KeyInfo("d/e/", is_prefix=True)
+        assert _named(store.describe("d/e")) == ("d/e/", True)
         info = store.describe("d/e/f")
         assert info is not None and (info.size, info.is_prefix) == (4, False)
         assert store.describe("d/e/f/g") is None
         if store.allows_key_and_prefix:
             store.put("a/b", b"below")
-            assert store.describe("a") == KeyInfo("a/", is_prefix=True), "a directory wins over a value"
+            assert _named(store.describe("a")) == ("a/", True), "a directory wins over a value"
 
     def test_describe_sees_directory_markers(self, store: KeyValueStore) -> None:
         _require_directories(store)
         store.put_directory("m")
-        assert store.describe("m") == KeyInfo("m/", is_prefix=True)
+        assert _named(store.describe("m")) == ("m/", True)
         store.delete_directory("m")
         assert store.describe("m") is None
 
@@ -906,6 +918,86 @@ class StoreContract:
         with pytest.raises(NotImplementedError):
             store.put_directory("d")
         assert store.keys() == []
+
+    # ------------------------------------------------------------------ POSIX metadata
+
+    def test_set_metadata_unsupported(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        if store.keeps_metadata:
+            pytest.skip(f"{type(store).__name__} keeps metadata")
+        store.put("k", b"x")
+        with pytest.raises(NotImplementedError):
+            store.set_metadata("k", mode=0o600)
+        info = store.stat("k")
+        assert (info.mode, info.uid, info.gid) == (None, None, None)
+
+    def test_set_metadata_shows_in_stat_describe_and_listing(self, store: KeyValueStore) -> None:
+        _require_metadata(store)
+        store.put("d/k", b"value")
+        store.set_metadata("d/k", mode=0o640, mtime=1_000_000_000.5)
+        for info in (store.stat("d/k"), store.describe("d/k"), _level(store, "d/")["d/k"]):
+            assert info is not None and info.mode == 0o640, info
+            assert info.last_modified is not None and abs(info.last_modified - 1_000_000_000.5) < 1e-3, info
+        store.set_metadata("d/k", mode=0o604)  # what is not given stays as it was
+        info = store.stat("d/k")
+        assert info.mode == 0o604 and abs(info.last_modified - 1_000_000_000.5) < 1e-3  # type: ignore[operator]
+        assert store.get("d/k") == b"value"
+
+    def test_set_metadata_owner(self, store: KeyValueStore) -> None:
+        _require_metadata(store)
+        store.put("k", b"x")
+        # Our own ids are always allowed; other ids only where the process may give files away.
+        uid, gid = (65534, 65534) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+        store.set_metadata("k", uid=uid, gid=gid)
+        info = store.stat("k")
+        assert (info.uid, info.gid) == (uid, gid)
+
+    def test_set_metadata_of_a_directory(self, store: KeyValueStore) -> None:
+        _require_metadata(store)
+        _require_directories(store)
+        store.put_directory("d")
+        store.set_metadata("d", mode=0o750)
+        info = store.describe("d")
+        assert info is not None and info.is_prefix
+        # Shown by the describe or the listing (one of them may not carry it), never another mode.
+        assert {info.mode, _level(store)["d/"].mode} - {None} == {0o750}
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"mode": 0o10000},
+            {"mode": -1},
+            {"mode": "644"},
+            {"mode": True},
+            {"uid": -1},
+            {"gid": 1.5},
+            {"mtime": float("nan")},
+            {"atime": "now"},
+        ],
+        ids=repr,
+    )
+    def test_set_metadata_rejects_bad_values(self, store: KeyValueStore, fields: dict[str, Any]) -> None:
+        _require_metadata(store)
+        store.put("k", b"x")
+        before = store.stat("k")
+        with pytest.raises(ValueError):
+            store.set_metadata("k", **fields)
+        assert store.stat("k") == before
+
+    def test_describe_root(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("k", b"x")
+        info = store.describe_root()
+        assert info is None or (info.key, info.is_prefix, info.size) == ("", True, None), info
+        if not store.keeps_metadata:
+            assert info is None
+
+    def test_set_metadata_of_a_missing_key(self, store: KeyValueStore) -> None:
+        _require_metadata(store)
+        with pytest.raises(KeyError):
+            store.set_metadata("missing", mode=0o600)
+        with pytest.raises(KeyError):
+            store.set_metadata("no/such/key", mode=0o600)
 
     # ------------------------------------------------------------------ staging
 

@@ -476,9 +476,9 @@ def test_iter_level_reads_one_directory_only(
     level = {entry.key: entry for entry in store.iter_level()}
     assert len(scanned) == 1
     assert set(level) == {"top", "big/"}
-    top = os.stat(store_dir / "top")
-    assert level["top"] == KeyInfo("top", 3, top.st_mtime)
-    assert level["big/"] == KeyInfo("big/", is_prefix=True)
+    top, big = os.stat(store_dir / "top"), os.stat(store_dir / "big")
+    assert level["top"] == KeyInfo("top", 3, top.st_mtime, False, stat.S_IMODE(top.st_mode), top.st_uid, top.st_gid)
+    assert level["big/"] == KeyInfo("big/", None, big.st_mtime, True, stat.S_IMODE(big.st_mode), big.st_uid, big.st_gid)
     assert {entry.key for entry in store.iter_level("big/d0/")} == {"big/d0/k", "big/d0/d1/"}
     assert len(scanned) == 2
     assert len(store.keys()) == 41  # whereas the full listing walks it all
@@ -605,3 +605,52 @@ def test_committed_staging_file_gets_perm(tmp_path: pathlib.Path, umask_022: Non
     store.commit_staging_file("a/k", file)
     assert _mode(tmp_path / "root" / "a" / "k") == 0o604
     assert store.get("a/k") == b"x"
+
+
+# ---------------------------------------------------------------------- metadata
+
+
+def test_a_value_written_again_keeps_its_mode_and_owner(tmp_path: pathlib.Path, umask_022: None) -> None:
+    root = tmp_path / "root"
+    store = FilesystemStore(root, perm=0o644)
+    store.put("a/k", b"old")
+    store.set_metadata("a/k", mode=0o600, uid=65534, gid=65534)
+    store.put("a/k", b"by put")
+    assert (_mode(root / "a" / "k"), os.lstat(root / "a" / "k").st_uid) == (0o600, 65534)
+    store.put_file("a/k", io.BytesIO(b"by put_file"))
+    assert _mode(root / "a" / "k") == 0o600
+    staged = store.new_staging_file("a/k")
+    staged.write(b"staged")
+    store.commit_staging_file("a/k", staged)
+    info = os.lstat(root / "a" / "k")
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o600, 65534, 65534)
+    assert store.get("a/k") == b"staged"
+    store.put("a/new", b"x")
+    assert _mode(root / "a" / "new") == 0o644, "perm is for new files"
+
+
+def test_set_metadata_never_follows_a_link(store: FilesystemStore, store_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    (outside / "secret").chmod(0o600)
+    (store_dir / "link").symlink_to(outside / "secret")
+    (store_dir / "dir").symlink_to(outside)
+    with pytest.raises(KeyError):
+        store.set_metadata("link", mode=0o666)
+    with pytest.raises(KeyError):
+        store.set_metadata("dir/secret", mode=0o666)
+    with pytest.raises(KeyError):
+        store.set_metadata("dir", mode=0o777)
+    assert _mode(outside / "secret") == 0o600
+    assert _mode(outside) != 0o777
+
+
+def test_set_metadata_changes_the_real_file(store: FilesystemStore, store_dir: pathlib.Path) -> None:
+    store.put("d/k", b"x")
+    store.set_metadata("d/k", mode=0o4750, mtime=1_500_000_000.25, atime=1_400_000_000)
+    info = os.lstat(store_dir / "d" / "k")
+    assert stat.S_IMODE(info.st_mode) == 0o4750
+    assert (info.st_mtime_ns, info.st_atime_ns) == (1_500_000_000_250_000_000, 1_400_000_000_000_000_000)
+    store.set_metadata("d", mode=0o711)
+    assert _mode(store_dir / "d") == 0o711

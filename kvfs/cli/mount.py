@@ -78,7 +78,12 @@ class _Octal(click.ParamType):
     "downloading again while the store's size and time are unchanged; 0 turns it off [default: 1G].",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Directory for temporary files [default: $TMPDIR].")
-@click.option("--allow-other", is_flag=True, help="Let other users use the mount (needs user_allow_other for non-root).")
+@click.option(
+    "--allow-other",
+    is_flag=True,
+    help="Let other users use the mount (needs user_allow_other for non-root). The kernel checks the shown modes; "
+    "a store that keeps no modes shows every file as 666 minus --umask, so a warning says what all users can read.",
+)
 @click.option("--foreground", is_flag=True, help="Stay attached and log to stderr until unmounted.")
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="WARNING", show_default=True, help="What to log.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Where the background mount logs [default: nowhere].")
@@ -117,12 +122,37 @@ def mount(
             cache_dir=cache_dir,
             allow_other=allow_other,
         )
+        if allow_other:
+            _warn_if_all_can_read(store_url, mountpoint, options)
         if foreground:
             _serve_foreground(store_url, mountpoint, options, log_level)
         else:
             start_daemon(store_url, mountpoint, options, log_level=log_level, log_file=log_file)
     except (OSError, ValueError, ImportError) as error:
         raise click.ClickException(_one_line(error)) from None
+
+
+def _warn_if_all_can_read(url: str, mountpoint: str, options: MountOptions) -> None:
+    """Warn that ``--allow-other`` opens every file to every user, on a store that keeps no modes."""
+    file_mode = 0o666 & ~options.umask
+    if not file_mode & 0o004:
+        return  # --umask hides the files from other users anyway
+    from ..url import mask_url, open_store
+
+    try:
+        with open_store(url) as store:
+            if store.keeps_metadata:
+                return  # real modes, enforced per file
+            writable = store.supports_writes and not options.read_only
+    except Exception:  # noqa: BLE001 - the mount itself reports a store it cannot open
+        return
+    rights = "read, change and delete" if writable and file_mode & 0o002 else "read"
+    click.echo(
+        f"Warning: {mask_url(url)} keeps no file modes, so with --allow-other every user of this machine can "
+        f"{rights} every file in {mountpoint} (each shows as mode {file_mode:03o}); a chmod through the mount "
+        "lasts only until it is unmounted. --umask 077 keeps the files to you.",
+        err=True,
+    )
 
 
 def _serve_foreground(url: str, mountpoint: str, options: MountOptions, log_level: str) -> None:

@@ -3,8 +3,10 @@
 Entries expire after a lifetime (``attr_timeout`` for single names, ``listing_timeout``
 for directory listings), so changes made by the library or by another mount show up;
 the mount's own changes update the caches at once. A lifetime of ``0`` turns a cache
-off. Attributes set with chmod, chown and utimens live in :class:`AttributeOverrides`,
-in memory for the life of the mount.
+off. On a store that keeps POSIX metadata (``keeps_metadata``) entries carry the stored
+mode and owner, and chmod, chown and utimens are written through to the store; elsewhere
+they live in :class:`AttributeOverrides`, in memory for the life of the mount (which
+also holds, on such a store, what waits for a new file's first upload).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class Entry:
     size: int = 0
     #: Last-modified time in seconds as the store reports it, None where unknown.
     mtime: float | None = None
+    #: Permission bits, owner and group the store keeps (``keeps_metadata``), None where unknown.
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
 
 
 DIRECTORY = Entry(True)

@@ -21,14 +21,14 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, overload
 
 from ..errors import NotADirectoryKeyError, ReadOnlyError
-from ..store import KeyValueStore
+from ..store import KeyInfo, KeyValueStore
 from .binding import DIRECT_WRITES, RENAME_NOREPLACE, mfusepy
 from .handles import Handle, LocalValues, MemoryBudget, OpenFile, StagedData
-from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache
+from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache, Overrides
 from .options import MountOptions
 from .readcache import MEMORY_VALUE_LIMIT, CachedValue, ReadCache
 from .paths import (
@@ -110,6 +110,28 @@ def _errno_for(error: BaseException) -> int | None:
     return None
 
 
+def _directory_entry(info: KeyInfo) -> Entry:
+    """The entry of a directory the store describes (with its mode and owner where kept)."""
+    if info.mode is None and info.uid is None and info.gid is None:
+        return DIRECTORY
+    return Entry(True, 0, info.last_modified, info.mode, info.uid, info.gid)
+
+
+def _store_fields(changes: dict[str, int]) -> dict[str, float]:
+    """chmod/chown/utimens changes (:class:`Overrides` fields) as ``set_metadata`` arguments."""
+    names = {"mode": "mode", "uid": "uid", "gid": "gid", "mtime_ns": "mtime", "atime_ns": "atime"}
+    return {
+        names[name]: _seconds(value) if name.endswith("_ns") else value
+        for name, value in changes.items()
+        if value is not None
+    }
+
+
+def _seconds(nanoseconds: int) -> float:
+    """*nanoseconds* in seconds, as near as a float gets (``ns / 1e9`` rounds the ns first)."""
+    return nanoseconds // 1_000_000_000 + nanoseconds % 1_000_000_000 / 1e9
+
+
 def _shown(component: str) -> str:
     """The name a listing shows for *component* (``.`` and ``..`` as they are)."""
     return component if component in (".", "..") else component_name(component)
@@ -155,6 +177,8 @@ class KvfsOperations(mfusepy.Operations):
         self._file_mode = 0o666 & ~options.umask
         self._directory_mode = 0o777 & ~options.umask
         self._mount_time_ns = time.time_ns()
+        # The store keeps modes, owners and times: shown from it and changed in it.
+        self._keeps_metadata = store.keeps_metadata
         self._on_ready = on_ready
         self._meta = MetadataCache(options.attr_timeout, options.listing_timeout)
         self._overrides = AttributeOverrides()
@@ -255,7 +279,9 @@ class KvfsOperations(mfusepy.Operations):
         known, entry = self._meta.lookup(key)
         file = self._files.get(key)
         if file is not None:
-            return Entry(False, file.size, entry.mtime if entry is not None else None)
+            if entry is None or entry.is_dir:
+                return Entry(False, file.size)
+            return Entry(False, file.size, entry.mtime, entry.mode, entry.uid, entry.gid)
         if known and entry is not None and (entry.is_dir or entry.size is not None):
             return entry
         if key in self._extra_dirs:
@@ -283,19 +309,21 @@ class KvfsOperations(mfusepy.Operations):
         if info is None:
             return None
         if info.is_prefix:
-            return DIRECTORY
-        return self._file_entry(key, info.size or 0, info.last_modified)
+            return _directory_entry(info)
+        return self._file_entry(key, info.size or 0, info.last_modified, info)
 
-    def _file_entry(self, key: str, size: int, mtime: float | None) -> Entry:
+    def _file_entry(self, key: str, size: int, mtime: float | None, info: KeyInfo | None = None) -> Entry:
         """The entry of a file as the store describes it, with the time the mount showed for its own write."""
         if self._written and mtime is not None:
             written = self._written.get(key)
             if written is not None:
                 if written.matches(size, mtime):
-                    return Entry(False, size, written.mtime)
-                if mtime > written.finished:
+                    mtime = written.mtime
+                elif mtime > written.finished:
                     self._written.pop(key, None)  # changed by others since (not a listing from before)
-        return Entry(False, size, mtime)
+        if info is None:
+            return Entry(False, size, mtime)
+        return Entry(False, size, mtime, info.mode, info.uid, info.gid)
 
     @overload
     def _listing(self, directory: str) -> dict[str, Entry]: ...
@@ -316,9 +344,9 @@ class KvfsOperations(mfusepy.Operations):
         for info in self.store.iter_level(prefix):
             component = info.key[len(prefix) :]
             if info.is_prefix:
-                entries[component[:-1]] = DIRECTORY
+                entries[component[:-1]] = _directory_entry(info)
             elif component not in entries:
-                entries[component] = self._file_entry(info.key, info.size or 0, info.last_modified)
+                entries[component] = self._file_entry(info.key, info.size or 0, info.last_modified, info)
             if limit is not None and len(entries) > limit:
                 self._meta.note_big(directory, len(entries))
                 return None
@@ -340,7 +368,9 @@ class KvfsOperations(mfusepy.Operations):
             if component not in entries or not entries[component].is_dir:
                 entries[component] = Entry(False, size, None)
         for key in extra:
-            entries[key[key.rfind("/") + 1 :]] = DIRECTORY
+            component = key[key.rfind("/") + 1 :]
+            if component not in entries or not entries[component].is_dir:
+                entries[component] = DIRECTORY
         return entries
 
     def _existing(self, key: str) -> Entry:
@@ -356,17 +386,23 @@ class KvfsOperations(mfusepy.Operations):
     # ================================================================== attributes
 
     def _attributes(self, key: str, entry: Entry, file: OpenFile | None = None) -> dict[str, Any]:
+        if self._keeps_metadata and entry.mode is None and key is not None:
+            entry = self._with_metadata(key, entry) if key else self._root_entry()
         overrides = self._overrides.get(key) if key is not None else None
         if entry.is_dir:
             mode, size, nlink = stat.S_IFDIR | self._directory_mode, 4096, 2
         else:
             mode, size, nlink = stat.S_IFREG | self._file_mode, entry.size or 0, 1
+        if entry.mode is not None:
+            mode = stat.S_IFMT(mode) | entry.mode
         if file is not None:
             size = file.size
         mtime = None
         if file is not None and file.mtime_ns is not None:
             mtime = file.mtime_ns
-        uid, gid, atime = self.uid, self.gid, None
+        uid = self.uid if entry.uid is None else entry.uid
+        gid = self.gid if entry.gid is None else entry.gid
+        atime = None
         if overrides is not None:
             if overrides.mode is not None:
                 mode = stat.S_IFMT(mode) | overrides.mode
@@ -389,6 +425,29 @@ class KvfsOperations(mfusepy.Operations):
             "st_blocks": (size + 511) // 512,
             "st_blksize": 128 * 1024,
         }
+
+    def _root_entry(self) -> Entry:
+        """The top directory, with the mode and owner of the store's root where it keeps them.
+
+        A private root (``0700``) then keeps the files in it private, as on the disk.
+        """
+        info = self.store.describe_root()
+        return DIRECTORY if info is None else _directory_entry(info)
+
+    def _with_metadata(self, key: str, entry: Entry) -> Entry:
+        """*entry* with the mode and owner the store keeps for *key*, from the cache or the store.
+
+        An entry the mount made itself (a new or written file) has none: the store is
+        asked, since a permissive default shown for a private file would let the kernel
+        grant what the file's mode refuses. A name not stored yet keeps its defaults.
+        """
+        known, cached = self._meta.lookup(key)
+        if cached is None or cached.mode is None or cached.is_dir != entry.is_dir:
+            info = self.store.describe(key)
+            if info is None or info.is_prefix != entry.is_dir:
+                return entry
+            cached = _directory_entry(info) if info.is_prefix else Entry(False, 0, None, info.mode, info.uid, info.gid)
+        return replace(entry, mode=cached.mode, uid=cached.uid, gid=cached.gid)
 
     @_operation
     def getattr(self, path: str | None, fh: Any = None) -> dict[str, Any]:
@@ -485,8 +544,7 @@ class KvfsOperations(mfusepy.Operations):
         self._writable()
         key = self._target_key(path, fh)
         if key is not None:
-            self._existing(key)
-            self._overrides.update(key, mode=stat.S_IMODE(mode))
+            self._change_metadata(key, self._existing(key), mode=stat.S_IMODE(mode))
         return 0
 
     @_operation
@@ -494,13 +552,14 @@ class KvfsOperations(mfusepy.Operations):
         self._writable()
         key = self._target_key(path, fh)
         if key is not None:
-            self._existing(key)
+            entry = self._existing(key)
             changes = {}
             if uid != -1:
                 changes["uid"] = uid
             if gid != -1:
                 changes["gid"] = gid
-            self._overrides.update(key, **changes)
+            if changes:
+                self._change_metadata(key, entry, **changes)
         return 0
 
     @_operation
@@ -509,7 +568,7 @@ class KvfsOperations(mfusepy.Operations):
         key = self._target_key(path, fh)
         if key is None:
             return 0
-        self._existing(key)
+        entry = self._existing(key)
         now = time.time_ns()
         atime, mtime = (now, now) if times is None else times
         changes = {}
@@ -518,8 +577,91 @@ class KvfsOperations(mfusepy.Operations):
                 changes[name] = now
             elif value != UTIME_OMIT:
                 changes[name] = value
-        self._overrides.update(key, **changes)
+        if changes:
+            self._change_metadata(key, entry, **changes)
         return 0
+
+    def _change_metadata(self, key: str, entry: Entry, **changes: int) -> None:
+        """Apply what chmod, chown or utimens set (:class:`Overrides` fields) to *key*.
+
+        A store that keeps metadata gets it at once, unless *key* is an open file whose
+        content waits for its upload (new, or changed): then it waits too, in the
+        overrides, and :meth:`_stored` writes it after the upload, which would otherwise
+        give the value a new time. Elsewhere it lives in the overrides, in memory.
+        """
+        with self._table:
+            file = self._files.get(key)
+            waiting = file is not None and (file.dirty or not file.exists)
+        if not self._keeps_metadata or waiting or not key:  # the top directory: in memory
+            self._overrides.update(key, **changes)
+            return
+        try:
+            self.store.set_metadata(key, **_store_fields(changes))  # type: ignore[arg-type]
+        except KeyError:
+            # Not in the store (a directory only this mount keeps): in memory.
+            self._overrides.update(key, **changes)
+            return
+        except OSError as error:
+            if error.errno in (errno.EPERM, errno.EACCES):
+                raise FuseOSError(error.errno) from None  # say, a new owner where the mount is not root
+            raise
+        # The store shows the change from now on; the atime only the mount remembers.
+        superseded = {name: None for name in changes if name != "atime_ns"}
+        if self._overrides.get(key) is not None and superseded:
+            self._overrides.update(key, **superseded)
+        if "atime_ns" in changes:
+            self._overrides.update(key, atime_ns=changes["atime_ns"])
+        known, cached = self._meta.lookup(key)
+        base = cached if cached is not None and cached.is_dir == entry.is_dir else entry
+        shown = {name: value for name, value in changes.items() if name in ("mode", "uid", "gid")}
+        if "mtime_ns" in changes:
+            shown["mtime"] = _seconds(changes["mtime_ns"])  # type: ignore[assignment]
+            self._written.pop(key, None)
+        self._meta.set(key, replace(base, **shown))
+
+    def _write_metadata(self, key: str, fields: dict[str, Any]) -> bool:
+        """``set_metadata(key, **fields)``; return whether the owner in *fields* was set.
+
+        A store run by a user who may not give files away refuses a new owner (``EPERM``):
+        the rest is still kept, the owner not. Other errors are raised.
+        """
+        try:
+            self.store.set_metadata(key, **fields)
+            return True
+        except OSError as error:
+            if error.errno != errno.EPERM or ("uid" not in fields and "gid" not in fields):
+                raise
+        rest = {name: value for name, value in fields.items() if name not in ("uid", "gid")}
+        if rest:
+            self.store.set_metadata(key, **rest)
+        return False
+
+    def _write_waiting_metadata(self, key: str) -> Overrides | None:
+        """Write what chmod, chown, utimens or the creation of *key* left waiting for its upload.
+
+        Returns what was written (None: nothing). A failure is logged, and what could not
+        be written stays in memory.
+        """
+        waiting = self._overrides.get(key)
+        if waiting is None:
+            return None
+        waiting = replace(waiting)  # a copy: the overrides change below
+        fields = _store_fields(
+            {"mode": waiting.mode, "uid": waiting.uid, "gid": waiting.gid, "mtime_ns": waiting.mtime_ns}  # type: ignore[dict-item]
+        )
+        if not fields:
+            return None
+        try:
+            owner = self._write_metadata(key, fields)
+        except Exception as error:
+            log.error("cannot keep the mode, owner or time of %s in the store (kept in memory): %s", key, error)
+            return None
+        self._overrides.update(key, mode=None, mtime_ns=None)
+        if owner:
+            self._overrides.update(key, uid=None, gid=None)
+        else:
+            waiting.uid = waiting.gid = None
+        return waiting
 
     # ================================================================== files
 
@@ -737,14 +879,40 @@ class KvfsOperations(mfusepy.Operations):
         also when the store is asked again later (see :class:`_Written`): no request.
         """
         finished = time.time()
+        entry = Entry(False, size)
+        if self._keeps_metadata:
+            entry = self._stored_metadata(key, entry)
+            if entry.mtime is not None:
+                mtime = entry.mtime
         shown = finished if mtime is None else mtime
         self._unstored_creates.discard(key)
         if len(self._written) >= _WRITTEN_LIMIT:
             self._written.clear()
         self._written[key] = _Written(size, shown, started, finished)
-        self._meta.set(key, Entry(False, size, shown))
+        self._meta.set(key, replace(entry, mtime=shown))
         # The kernel's pages of this file hold what was just written.
         self._seen[key] = (size, shown, finished)
+
+    def _stored_metadata(self, key: str, entry: Entry) -> Entry:
+        """*entry* of a value just stored, with the metadata written now or kept from before.
+
+        The store keeps a replaced value's mode and owner; what waited for the upload
+        (a new file's mode and owner, a chmod or utimens meanwhile) is written now. The
+        mtime is set only where a utimens waited.
+        """
+        known, previous = self._meta.lookup(key)
+        if previous is not None and not previous.is_dir:
+            entry = replace(entry, mode=previous.mode, uid=previous.uid, gid=previous.gid)
+        written = self._write_waiting_metadata(key)
+        if written is not None:
+            entry = replace(
+                entry,
+                mode=entry.mode if written.mode is None else written.mode,
+                uid=entry.uid if written.uid is None else written.uid,
+                gid=entry.gid if written.gid is None else written.gid,
+                mtime=None if written.mtime_ns is None else _seconds(written.mtime_ns),
+            )
+        return entry
 
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; ``EIO`` (keeping the copy) if the store fails."""
@@ -893,8 +1061,22 @@ class KvfsOperations(mfusepy.Operations):
                 self._extra_dirs.add(key)
         uid, gid, _ = mfusepy.fuse_get_context()
         self._overrides.drop(key)
-        self._overrides.update(key, mode=stat.S_IMODE(mode), uid=uid, gid=gid)
-        self._meta.set(key, DIRECTORY, empty_directory=True)
+        fields = {"mode": stat.S_IMODE(mode), "uid": uid, "gid": gid}
+        entry = DIRECTORY
+        if self._keeps_metadata and self.store.supports_directories:
+            # The creator's mode and owner, kept by the store (the mode comes after the umask).
+            try:
+                if self._write_metadata(key, fields):
+                    entry = Entry(True, 0, time.time(), fields["mode"], uid, gid)
+                else:
+                    entry = Entry(True, 0, time.time(), fields["mode"])
+                    self._overrides.update(key, uid=uid, gid=gid)
+            except Exception as error:
+                log.error("cannot keep the mode and owner of %s in the store (kept in memory): %s", key, error)
+                self._overrides.update(key, **fields)
+        else:
+            self._overrides.update(key, **fields)
+        self._meta.set(key, entry, empty_directory=True)
         return 0
 
     def _remove_directory(self, key: str) -> None:
@@ -995,7 +1177,7 @@ class KvfsOperations(mfusepy.Operations):
             with self._table:
                 self._files[target] = file
         self._meta.set(source, None)
-        self._meta.set(target, Entry(False, size, moving.mtime))
+        self._meta.set(target, Entry(False, size, moving.mtime, moving.mode, moving.uid, moving.gid))
         # A copy on the server gives the target a new time: keep showing the old one.
         self._written.pop(source, None)
         if moved and moving.mtime is not None:
