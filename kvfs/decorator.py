@@ -165,6 +165,9 @@ class StoreDecorator(KeyValueStore):
     def _has_directory(self, key: str) -> bool:
         return self._dstore.has_directory(key)
 
+    def _sync(self, key: str) -> None:
+        self._dstore.sync(key)
+
 
 class KeyTransformingDecorator(StoreDecorator):
     """A decorator that stores each key under another name in the wrapped store.
@@ -270,6 +273,9 @@ class KeyTransformingDecorator(StoreDecorator):
 
     def _has_directory(self, key: str) -> bool:
         return self._dstore.has_directory(self._map_key(key))
+
+    def _sync(self, key: str) -> None:
+        self._dstore.sync(self._map_key(key))
 
 
 class PrefixDecorator(KeyTransformingDecorator):
