@@ -290,6 +290,10 @@ class OpenFile:
         #: Counts the staged copies committed as the stored value: readers opened before
         #: a commit read the old value, and start again (see :class:`ReadAhead`).
         self.version = 0
+        #: Created by this mount, and nothing but an empty value uploaded yet (a shell's
+        #: ``> file`` flushes the new file before the first write): if a write fails, the
+        #: key is removed again, as if the file had never been made.
+        self.placeholder = not exists
         #: The errno of a write or truncate that failed: the staged copy may miss what
         #: was written, so it is never uploaded (flush, fsync and close report this
         #: errno) until a truncate to zero starts the content anew. None: no failure.

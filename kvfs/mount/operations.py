@@ -960,6 +960,7 @@ class KvfsOperations(mfusepy.Operations):
                 return
             started = time.time()
             committed = staged.upload(self.store, key)
+            file.placeholder = file.placeholder and staged.size == 0
             if committed:  # the staged file is the stored value now: the next write stages anew
                 file.committed()
             file.dirty = False
@@ -1010,6 +1011,9 @@ class KvfsOperations(mfusepy.Operations):
                     self._upload(file)  # written through mmap after the last flush
                 elif file.key is not None and not file.detached:
                     log.debug("%s not stored: a write to it failed (%s)", file.key, os.strerror(file.failure))
+                    if file.placeholder and file.exists:
+                        self._remove_placeholder(file.key)
+                        file.exists = False
             except Exception as error:
                 # close() already reported the failed flush; logged as the store's failure.
                 self._failed("release", file.key, error)
@@ -1019,6 +1023,15 @@ class KvfsOperations(mfusepy.Operations):
                     if not file.detached:
                         self._unstored_creates.add(file.key)
                 file.drop_staged()
+
+    def _remove_placeholder(self, key: str) -> None:
+        """Delete the empty value this mount stored for a new file whose writes then failed."""
+        try:
+            if self.store.stat(key).size != 0:
+                return  # written by others since: theirs
+        except KeyError:
+            return
+        self.store.delete(key)
 
     def _local_copy(self, file: OpenFile) -> CachedValue | None:
         """The read cache's copy of *file*'s stored value, to stage it without a download."""
