@@ -368,8 +368,9 @@ class KeyValueStore:
 
         After ``sync`` returns, the last completed ``put``, ``put_file``,
         ``commit_staging_file``, ``move`` or ``delete`` of *key* survives a crash of the
-        machine or a power failure. A missing key is not an error. Stores whose writes
-        are durable when they return (every server: S3, GCS, a database) do nothing;
+        machine or a power failure. A missing key is not an error. Stores on a server
+        do nothing: a write is as durable as the server makes it when it returns (S3,
+        GCS and databases commit it; Redis as its persistence settings say);
         :class:`~kvfs.fs.FilesystemStore` calls ``fsync`` on the value's file and its
         directories. Raises ``ValueError`` for an invalid key and
         :class:`~kvfs.errors.BackendError` when the backend fails.
