@@ -240,7 +240,18 @@ def test_an_outage_is_logged_once_and_its_end_too(tmp_path: pathlib.Path, caplog
         store.error = None
         (mnt / "d").write_bytes(b"stored")
         assert store.get("d") == b"stored"
-    records = [record for record in caplog.records if record.name == "kvfs.mount"]
+        # Reads are followed apart: their outage is logged even while writes work.
+        store.error, store.reads_fail = BackendError(errno.ECONNREFUSED, "no reads"), True
+        for _ in range(2):
+            with pytest.raises(OSError):
+                (mnt / "f").read_bytes()
+        store.error = None
+        assert (mnt / "f").read_bytes() == b"value"
+    reads = [record for record in caplog.records if "store reads" in record.getMessage()]
+    assert [record.levelno for record in reads if record.levelno > logging.DEBUG] == [logging.ERROR, logging.WARNING]
+    assert "no reads" in reads[0].getMessage()
+    assert reads[-1].getMessage() == f"store reads work again ({len(reads) - 1} failed)"
+    records = [record for record in caplog.records if record.name == "kvfs.mount" and "store reads" not in record.getMessage()]
     errors = [record.getMessage() for record in records if record.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
     assert "store writes failed" in errors[0] and "the store is down" in errors[0] and "flush a:" in errors[0]

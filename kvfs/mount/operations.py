@@ -210,11 +210,12 @@ class _WatchedStore:
         value = getattr(self._store, name)
         if name.startswith("_") or not callable(value):
             return value
-        wrapped = self._watch(value, WRITES if name in _WRITE_METHODS else READS)
+        wrapped = self._watch(value, WRITES if name in _WRITE_METHODS else READS, name.startswith("iter"))
         self.__dict__[name] = wrapped
         return wrapped
 
-    def _watch(self, method: Callable[..., Any], kind: str) -> Callable[..., Any]:
+    def _watch(self, method: Callable[..., Any], kind: str, listing: bool) -> Callable[..., Any]:
+        """*method* reporting its outcome; a *listing*'s once its iterator ends."""
         health = self._health
 
         @functools.wraps(method)
@@ -227,7 +228,7 @@ class _WatchedStore:
             except Exception as error:
                 _mark(error, kind)
                 raise
-            if isinstance(result, Iterator) and not hasattr(result, "read"):
+            if listing:
                 return _watch_iterator(result, health, kind)
             health.answered(kind)
             return result
