@@ -125,23 +125,30 @@ def test_full_disk_on_small_files_gives_enospc_and_keeps_the_old_value(
     assert store.get("small") == b"old small value"
 
 
-def test_a_first_write_that_fails_stores_no_empty_file(small_disk: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    # Little memory for staging: each file moves to the store's staging file at once,
-    # whose first write fails. An empty file would still fit on the full disk.
+@pytest.mark.parametrize("memory", ["little memory", "enough memory"])
+def test_a_shell_redirect_that_fails_stores_no_empty_file(
+    small_disk: pathlib.Path, tmp_path: pathlib.Path, memory: str
+) -> None:
+    # The shell's "> file" creates the file and flushes it before the first write: an
+    # empty file, which still fits on the full disk. With little memory for staging
+    # each file moves to the store's staging file at once, whose first write fails;
+    # with enough, the writes succeed and the upload at close fails.
     store = FilesystemStore(small_disk / "store")
     fill(small_disk)
-    with mount_store(store, tmp_path / "mnt", cache_size=64 * 1024) as mnt:
+    options = {"cache_size": 64 * 1024} if memory == "little memory" else {}
+    with mount_store(store, tmp_path / "mnt", **options) as mnt:
         for number in range(5):
             result = subprocess.run(
                 f"head -c 5M /dev/zero > {mnt}/s{number}.bin", shell=True, capture_output=True, text=True
             )
             assert result.returncode != 0
             assert "No space left on device" in result.stderr
-        fd = os.open(mnt / "direct.bin", os.O_WRONLY | os.O_CREAT, 0o644)
-        with pytest.raises(OSError) as raised:
-            os.write(fd, bytes(MIB))
-        assert raised.value.errno == errno.ENOSPC
-        assert close_error(fd) == errno.ENOSPC
+        if memory == "little memory":
+            fd = os.open(mnt / "direct.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+            with pytest.raises(OSError) as raised:
+                os.write(fd, bytes(MIB))
+            assert raised.value.errno == errno.ENOSPC
+            assert close_error(fd) == errno.ENOSPC
     assert store.keys() == []
 
 

@@ -1018,6 +1018,8 @@ class KvfsOperations(mfusepy.Operations):
             except Exception as error:
                 # close() already reported the failed flush; logged as the store's failure.
                 self._failed("release", file.key, error)
+                if file.placeholder and file.exists and file.key is not None and not file.detached:
+                    self._remove_placeholder_quietly(file)
             finally:
                 if not file.exists and file.key is not None:
                     self._meta.set(file.key, None)  # created, never stored
@@ -1033,6 +1035,14 @@ class KvfsOperations(mfusepy.Operations):
         except KeyError:
             return
         self.store.delete(key)
+
+    def _remove_placeholder_quietly(self, file: OpenFile) -> None:
+        """The new file's content never reached the store: neither does the empty value stored for it."""
+        try:
+            self._remove_placeholder(file.key)  # type: ignore[arg-type]
+            file.exists = False
+        except Exception as error:  # the store is failing: the empty file stays
+            self._failed("release", file.key, error)
 
     def _local_copy(self, file: OpenFile) -> CachedValue | None:
         """The read cache's copy of *file*'s stored value, to stage it without a download."""
