@@ -256,17 +256,21 @@ def _mark(error: BaseException, kind: str) -> None:
         pass
 
 
-def _failure_kind(error: BaseException) -> str | None:
+#: The operations that only read: a local ``OSError`` in them is a failed read.
+_READ_OPERATIONS = frozenset({"getattr", "open", "opendir", "read", "read_into", "readdir", "readdir_page", "statfs"})
+
+
+def _failure_kind(error: BaseException, operation: str) -> str | None:
     """READS or WRITES for a failure to log once per outage, None for one that is not a failure.
 
     A store request's failure has its kind marked; an ``OSError`` of the mount's own
-    (a staging file on a full disk) counts as a write.
+    (a staging file on a full disk, a value's local file) counts by the *operation*.
     """
     kind = getattr(error, _KIND, None)
     if kind is not None:
         return kind
     if isinstance(error, OSError) and not isinstance(error, (FuseOSError, PathError, ReadOnlyError, NotADirectoryKeyError)):
-        return WRITES
+        return READS if operation in _READ_OPERATIONS else WRITES
     return None
 
 
@@ -381,7 +385,7 @@ class KvfsOperations(mfusepy.Operations):
     def _failed(self, operation: str, where: object, error: BaseException) -> int:
         """The errno *error* gives the program; a failure is logged (once per outage)."""
         code = _errno_for(error)
-        kind = _failure_kind(error)
+        kind = _failure_kind(error, operation)
         if kind is not None:
             self._health.failed(kind, operation, where, error)
         elif code is None:  # not the store's failure: a bug, logged every time
