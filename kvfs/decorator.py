@@ -172,6 +172,9 @@ class StoreDecorator(KeyValueStore):
     def _describe_root(self) -> KeyInfo | None:
         return self._dstore.describe_root()
 
+    def _sync(self, key: str) -> None:
+        self._dstore.sync(key)
+
 
 class KeyTransformingDecorator(StoreDecorator):
     """A decorator that stores each key under another name in the wrapped store.
@@ -286,6 +289,9 @@ class KeyTransformingDecorator(StoreDecorator):
 
     def _describe_root(self) -> KeyInfo | None:
         return None  # the view's root is a part of the wrapped store: not known here
+
+    def _sync(self, key: str) -> None:
+        self._dstore.sync(self._map_key(key))
 
 
 class PrefixDecorator(KeyTransformingDecorator):

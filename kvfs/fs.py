@@ -578,6 +578,51 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     def _put(self, key: str, data: bytes) -> str:
         return self._store(key, lambda fd: _write_all(fd, data))
 
+    def _sync(self, key: str) -> None:
+        """``fsync`` the key's file, then its directory and each one above it up to the root.
+
+        The directories hold the names: a value renamed into place, or a directory made
+        for it, is durable only once they are synced too. What is missing (a deleted
+        key, its directory) is skipped; the directories that exist are still synced.
+        """
+        components = key.split(SEPARATOR)
+        directories: list[int] = []
+        try:
+            try:
+                directories.append(os.open(self._root, _ROOT_FLAGS))
+            except FileNotFoundError:
+                return
+            for name in components[:-1]:
+                try:
+                    directories.append(os.open(name, _DIRECTORY_FLAGS, dir_fd=directories[-1]))
+                except OSError as error:
+                    if error.errno not in _NOT_THERE:
+                        raise
+                    break
+            else:
+                self._sync_file(directories[-1], components[-1])
+            for fd in reversed(directories):
+                os.fsync(fd)
+        except OSError as error:
+            raise _backend_error(error) from error
+        finally:
+            for fd in directories:
+                os.close(fd)
+
+    @staticmethod
+    def _sync_file(dir_fd: int, name: str) -> None:
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno in _NOT_THERE:
+                return
+            raise
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
     # ------------------------------------------------------------------ staging
 
     def _new_staging_file(self, key: str) -> IO[bytes]:

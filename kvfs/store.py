@@ -491,6 +491,21 @@ class KeyValueStore:
         self._require_staging()
         return self._commit_staging_file(key, file)
 
+    def sync(self, key: str) -> None:
+        """Make what is stored under *key* durable: its value, or its absence after a delete.
+
+        After ``sync`` returns, the last completed ``put``, ``put_file``,
+        ``commit_staging_file``, ``move`` or ``delete`` of *key* survives a crash of the
+        machine or a power failure. A missing key is not an error. Stores on a server
+        do nothing: a write is as durable as the server makes it when it returns (S3,
+        GCS and databases commit it; Redis as its persistence settings say);
+        :class:`~kvfs.fs.FilesystemStore` calls ``fsync`` on the value's file and its
+        directories. Raises ``ValueError`` for an invalid key and
+        :class:`~kvfs.errors.BackendError` when the backend fails.
+        """
+        self._check_valid_key(key)
+        self._sync(key)
+
     def close(self) -> None:
         """Release connections and other resources. The store is unusable afterwards."""
 
@@ -599,6 +614,9 @@ class KeyValueStore:
                 name = info.key[len(source) + 1 : -1]
                 self._move_markers(source + SEPARATOR + name, dest + SEPARATOR + name)
         self._delete_directory(source)
+
+    def _sync(self, key: str) -> None:
+        """Make *key*'s last write durable. The default does nothing: a put is durable when it returns."""
 
     def _new_staging_file(self, key: str) -> IO[bytes]:
         """A new staging file for *key* (stores with ``supports_staging`` override)."""

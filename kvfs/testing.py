@@ -232,6 +232,7 @@ def _key_calls(
         "get_range": lambda key: store.get_range(key, 0, 1),
         "has_directory": lambda key: store.has_directory(key),
         "describe": lambda key: store.describe(key),
+        "sync": lambda key: store.sync(key),
     }
     if store.supports_writes:
         calls.update(
@@ -998,6 +999,15 @@ class StoreContract:
             store.set_metadata("missing", mode=0o600)
         with pytest.raises(KeyError):
             store.set_metadata("no/such/key", mode=0o600)
+    def test_sync_keeps_what_is_stored(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("d/k", b"value")
+        assert store.sync("d/k") is None
+        assert store.get("d/k") == b"value"
+        store.delete("d/k")
+        store.sync("d/k")  # a missing key is not an error: its absence is made durable
+        store.sync("never/stored")
+        assert "d/k" not in store
 
     # ------------------------------------------------------------------ staging
 

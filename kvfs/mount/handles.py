@@ -290,6 +290,14 @@ class OpenFile:
         #: Counts the staged copies committed as the stored value: readers opened before
         #: a commit read the old value, and start again (see :class:`ReadAhead`).
         self.version = 0
+        #: Created by this mount, and nothing but an empty value uploaded yet (a shell's
+        #: ``> file`` flushes the new file before the first write): if a write fails, the
+        #: key is removed again, as if the file had never been made.
+        self.placeholder = not exists
+        #: The errno of a write or truncate that failed: the staged copy may miss what
+        #: was written, so it is never uploaded (flush, fsync and close report this
+        #: errno) until a truncate to zero starts the content anew. None: no failure.
+        self.failure: int | None = None
 
     def stage(
         self,
@@ -477,11 +485,13 @@ class LocalValues:
 class Handle:
     """One open file descriptor's state in the daemon."""
 
-    __slots__ = ("file", "writable", "reader", "signature")
+    __slots__ = ("file", "writable", "append", "reader", "signature")
 
-    def __init__(self, file: OpenFile, writable: bool, local: LocalValues) -> None:
+    def __init__(self, file: OpenFile, writable: bool, local: LocalValues, append: bool = False) -> None:
         self.file = file
         self.writable = writable
+        #: Opened with ``O_APPEND``: every write goes to the end of the staged content.
+        self.append = append
         self.reader = ReadAhead(local)
         #: (size, mtime) of the stored value when opened, for a read cache; None if unknown.
         self.signature: tuple[int, float] | None = None

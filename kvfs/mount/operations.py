@@ -5,8 +5,10 @@ in :mod:`kvfs.mount.metadata`; open files and staged writes live in
 :mod:`kvfs.mount.handles`. Each operation maps store errors to an errno:
 ``KeyError`` → ``ENOENT``, a name too long → ``ENAMETOOLONG``, another invalid key →
 ``EINVAL``, :class:`~kvfs.errors.ReadOnlyError` → ``EROFS``,
-:class:`~kvfs.errors.NotADirectoryKeyError` → ``ENOTDIR``, and any other failure →
-``EIO``, logged with the path.
+:class:`~kvfs.errors.NotADirectoryKeyError` → ``ENOTDIR``, an ``OSError`` whose errno
+means something to a program (:data:`PASSED_THROUGH`: a full disk, a refusal, ...)
+→ that errno, and any other failure → ``EIO``. Failures of the store are logged once
+per outage, and its recovery (see :class:`_StoreHealth`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, overload
 
@@ -93,6 +95,22 @@ class _Written:
 _HIDDEN = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
 
 
+#: The errnos of a store's ``OSError`` (or of the mount's own staging files) that reach
+#: programs as they are: each asks for something a program can act on. Others are EIO.
+PASSED_THROUGH = frozenset(
+    {
+        errno.ENOSPC,  # no space left (the store's disk, the staging directory)
+        errno.EDQUOT,  # over a quota
+        errno.EFBIG,  # a value too large for the store
+        errno.EACCES,  # refused: credentials, permissions (S3 AccessDenied)
+        errno.EPERM,
+        errno.EROFS,  # a read-only store, filesystem or bucket
+        errno.ENAMETOOLONG,  # a key the store found too long
+        errno.ETIMEDOUT,  # the store did not answer in time
+    }
+)
+
+
 def _errno_for(error: BaseException) -> int | None:
     """The errno an exception from the store means, or None for "unexpected: EIO"."""
     if isinstance(error, FuseOSError):
@@ -105,6 +123,8 @@ def _errno_for(error: BaseException) -> int | None:
         return errno.EROFS
     if isinstance(error, NotADirectoryKeyError):
         return errno.ENOTDIR
+    if isinstance(error, OSError) and error.errno in PASSED_THROUGH:
+        return error.errno
     if isinstance(error, ValueError):
         return errno.EINVAL
     return None
@@ -130,6 +150,152 @@ def _store_fields(changes: dict[str, int]) -> dict[str, float]:
 def _seconds(nanoseconds: int) -> float:
     """*nanoseconds* in seconds, as near as a float gets (``ns / 1e9`` rounds the ns first)."""
     return nanoseconds // 1_000_000_000 + nanoseconds % 1_000_000_000 / 1e9
+#: The operations that upload a file: a failure is EIO unless its errno is PASSED_THROUGH.
+_UPLOADS = frozenset({"flush", "fsync", "release"})
+#: The two kinds of store requests whose failures are followed apart (a full disk
+#: fails writes while reads go on).
+READS, WRITES = "reads", "writes"
+#: The store methods that change something (every other one reads).
+_WRITE_METHODS = frozenset(
+    {
+        "put",
+        "put_file",
+        "delete",
+        "copy",
+        "move",
+        "put_directory",
+        "delete_directory",
+        "new_staging_file",
+        "commit_staging_file",
+        "sync",
+        "set_metadata",
+        "delete_many",
+        "move_directory",
+        "symlink",
+    }
+)
+#: What a store raises as an answer, not as a failure: a missing key, a refused name.
+_ANSWERS = (KeyError, ValueError, ReadOnlyError, NotADirectoryKeyError, NotImplementedError)
+#: The attribute that marks an exception raised by a store request with its kind.
+_KIND = "_kvfs_store_request"
+
+
+class _StoreHealth:
+    """Logs failures of the store once per outage, and the recovery.
+
+    The first failure of a kind (reads or writes) is an error naming the operation,
+    the path and the store's message; later ones are logged at debug level only, until
+    a request of that kind succeeds, which is logged as a warning with the number of
+    failures meanwhile. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures = {READS: 0, WRITES: 0}
+
+    def failed(self, kind: str, operation: str, where: object, error: BaseException) -> None:
+        with self._lock:
+            count = self._failures[kind]
+            self._failures[kind] = count + 1
+        if count == 0:
+            log.error(
+                "store %s failed: %s %s: %s (further failures at debug level, until one works)",
+                kind,
+                operation,
+                where,
+                error,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+        else:
+            log.debug("store %s still failing: %s %s: %s", kind, operation, where, error)
+
+    def answered(self, kind: str) -> None:
+        if not self._failures[kind]:  # the usual case: no lock
+            return
+        with self._lock:
+            count = self._failures[kind]
+            self._failures[kind] = 0
+        if count:
+            log.warning("store %s work again (%d failed)", kind, count)
+
+
+class _WatchedStore:
+    """The mount's view of its store: every request's outcome goes to a :class:`_StoreHealth`.
+
+    Attributes are the store's; its public methods are wrapped once, at first use. A
+    failure is marked with its kind (:data:`_KIND`), for the operation to log it.
+    """
+
+    def __init__(self, store: KeyValueStore, health: _StoreHealth) -> None:
+        self._store = store
+        self._health = health
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if name.startswith("_") or not callable(value):
+            return value
+        wrapped = self._watch(value, WRITES if name in _WRITE_METHODS else READS, name.startswith("iter"))
+        self.__dict__[name] = wrapped
+        return wrapped
+
+    def _watch(self, method: Callable[..., Any], kind: str, listing: bool) -> Callable[..., Any]:
+        """*method* reporting its outcome; a *listing*'s once its iterator ends."""
+        health = self._health
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = method(*args, **kwargs)
+            except _ANSWERS:
+                health.answered(kind)
+                raise
+            except Exception as error:
+                _mark(error, kind)
+                raise
+            if listing:
+                return _watch_iterator(result, health, kind)
+            health.answered(kind)
+            return result
+
+        return call
+
+
+def _watch_iterator(iterator: Iterator[Any], health: _StoreHealth, kind: str) -> Iterator[Any]:
+    """*iterator* (a listing), reporting its outcome once it ends."""
+    try:
+        yield from iterator
+    except _ANSWERS:
+        health.answered(kind)
+        raise
+    except Exception as error:
+        _mark(error, kind)
+        raise
+    health.answered(kind)
+
+
+def _mark(error: BaseException, kind: str) -> None:
+    try:
+        setattr(error, _KIND, kind)
+    except AttributeError:  # an exception type without attributes: counted as a local one
+        pass
+
+
+#: The operations that only read: a local ``OSError`` in them is a failed read.
+_READ_OPERATIONS = frozenset({"getattr", "open", "opendir", "read", "read_into", "readdir", "readdir_page", "statfs"})
+
+
+def _failure_kind(error: BaseException, operation: str) -> str | None:
+    """READS or WRITES for a failure to log once per outage, None for one that is not a failure.
+
+    A store request's failure has its kind marked; an ``OSError`` of the mount's own
+    (a staging file on a full disk, a value's local file) counts by the *operation*.
+    """
+    kind = getattr(error, _KIND, None)
+    if kind is not None:
+        return kind
+    if isinstance(error, OSError) and not isinstance(error, (FuseOSError, PathError, ReadOnlyError, NotADirectoryKeyError)):
+        return READS if operation in _READ_OPERATIONS else WRITES
+    return None
 
 
 def _shown(component: str) -> str:
@@ -138,18 +304,17 @@ def _shown(component: str) -> str:
 
 
 def _operation(method: _F) -> _F:
-    """Turn what an operation raises into the errno FUSE returns, logging surprises."""
+    """Turn what an operation raises into the errno FUSE returns, logging failures."""
 
     @functools.wraps(method)
     def wrapper(self: KvfsOperations, path: Any, *args: Any) -> Any:
         try:
             return method(self, path, *args)
         except Exception as error:
-            code = _errno_for(error)
-            if code is None:
-                log.error("%s %s failed: %s", method.__name__, path, error, exc_info=log.isEnabledFor(logging.DEBUG))
-                code = errno.EIO
-            raise FuseOSError(code) from None
+            where = path
+            if where is None and args:  # an operation on a handle: name its file
+                where = self._handle_key(args[-1])
+            raise FuseOSError(self._failed(method.__name__, where, error)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -169,7 +334,9 @@ class KvfsOperations(mfusepy.Operations):
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         options = options or MountOptions()
-        self.store = store
+        self._health = _StoreHealth()
+        # Every request to the store goes through this, to log an outage once.
+        self.store: KeyValueStore = _WatchedStore(store, self._health)  # type: ignore[assignment]
         self.options = options
         self.read_only = options.read_only or not store.supports_writes
         self.uid = os.getuid() if options.uid is None else options.uid
@@ -240,6 +407,22 @@ class KvfsOperations(mfusepy.Operations):
     def destroy(self, path: str) -> None:
         self._read_cache.clear()
         log.debug("unmounted")
+
+    def _failed(self, operation: str, where: object, error: BaseException) -> int:
+        """The errno *error* gives the program; a failure is logged (once per outage)."""
+        code = _errno_for(error)
+        kind = _failure_kind(error, operation)
+        if kind is not None:
+            self._health.failed(kind, operation, where, error)
+        elif code is None:  # not the store's failure: a bug, logged every time
+            log.error("%s %s failed: %s", operation, where, error, exc_info=log.isEnabledFor(logging.DEBUG))
+        if code is None or (operation in _UPLOADS and code not in PASSED_THROUGH):
+            return errno.EIO  # close() and fsync() know no ENOTDIR or ENOENT
+        return code
+
+    def _handle_key(self, fh: Any) -> str | None:
+        handle = self._handles.get(getattr(fh, "fh", None))  # type: ignore[arg-type]
+        return None if handle is None else handle.file.key
 
     # ================================================================== names
 
@@ -667,7 +850,7 @@ class KvfsOperations(mfusepy.Operations):
 
     def _new_handle(self, file: OpenFile, writable: bool, fi: Any) -> Handle:
         number = next(self._numbers)
-        handle = self._handles[number] = Handle(file, writable, self._local_values)
+        handle = self._handles[number] = Handle(file, writable, self._local_values, bool(fi.flags & os.O_APPEND))
         if DIRECT_WRITES and fi.flags & os.O_ACCMODE == os.O_WRONLY:
             # Nothing reads through this handle: the kernel need not keep a copy of what
             # it writes (other handles' pages of the range are dropped, see binding.py).
@@ -718,6 +901,7 @@ class KvfsOperations(mfusepy.Operations):
                     self._read_cache.drop(key)  # it may share the staged file
                     file.stage(self.store, self._budget, self._cache_dir, load=False).truncate(0)
                     file.size = 0
+                    file.failure = None  # the content starts anew
                     file.touch()
                 self._modified(key)
         except BaseException:
@@ -756,6 +940,7 @@ class KvfsOperations(mfusepy.Operations):
             with file.lock:
                 file.stage(self.store, self._budget, self._cache_dir, load=False).truncate(0)
                 file.size = 0
+                file.failure = None  # the content starts anew
                 file.touch()
         except BaseException:
             self._release_file(file)
@@ -822,15 +1007,26 @@ class KvfsOperations(mfusepy.Operations):
     @_operation
     def write(self, path: str | None, data: bytes | memoryview, offset: int, fh: Any) -> int:
         # data may be a view of libfuse's buffer, valid during this call only: copied.
-        file = self._handles[fh.fh].file
+        handle = self._handles[fh.fh]
+        file = handle.file
         with file.lock:
+            if file.failure is not None:
+                raise FuseOSError(file.failure)
             first = not file.dirty
             local_copy = None
-            if first and file.key is not None:
-                local_copy = self._local_copy(file)
-                self._read_cache.drop(file.key)  # it may share the staged file
-            staged = file.stage(self.store, self._budget, self._cache_dir, load=True, local_copy=local_copy)
-            staged.write(offset, data)
+            try:
+                if first and file.key is not None:
+                    local_copy = self._local_copy(file)
+                    self._read_cache.drop(file.key)  # it may share the staged file
+                staged = file.stage(self.store, self._budget, self._cache_dir, load=True, local_copy=local_copy)
+                if handle.append:
+                    # The end of the content as staged here, not the kernel's idea of the
+                    # size (another mount may have changed it): never a hole of zeros.
+                    offset = staged.size
+                staged.write(offset, data)
+            except Exception as error:
+                self._poison(file, error)
+                raise
             file.size = staged.size
             file.touch()
         if first and file.key is not None:
@@ -851,10 +1047,17 @@ class KvfsOperations(mfusepy.Operations):
             file = self._files.get(key)
         if file is not None:
             with file.lock:
-                if key is not None:
-                    self._read_cache.drop(key)  # it may share the staged file
-                file.stage(self.store, self._budget, self._cache_dir, load=length > 0).truncate(length)
+                if file.failure is not None and length > 0:
+                    raise FuseOSError(file.failure)
+                try:
+                    if key is not None:
+                        self._read_cache.drop(key)  # it may share the staged file
+                    file.stage(self.store, self._budget, self._cache_dir, load=length > 0).truncate(length)
+                except Exception as error:
+                    self._poison(file, error)
+                    raise
                 file.size = length
+                file.failure = None  # a truncate to zero starts the content anew
                 file.touch()
             if key is not None:
                 self._modified(key)
@@ -913,21 +1116,25 @@ class KvfsOperations(mfusepy.Operations):
                 mtime=None if written.mtime_ns is None else _seconds(written.mtime_ns),
             )
         return entry
+    def _poison(self, file: OpenFile, error: BaseException) -> None:
+        """A write or truncate of *file* failed: its staged copy is never uploaded (see OpenFile.failure)."""
+        code = _errno_for(error)
+        file.failure = errno.EIO if code is None else code
 
     def _upload(self, file: OpenFile) -> None:
-        """Store a dirty file's staged copy; ``EIO`` (keeping the copy) if the store fails."""
+        """Store a dirty file's staged copy; raises what the store raises, keeping the copy.
+
+        A file whose write failed (``failure``) is not uploaded: its errno is raised.
+        """
         with file.lock:
+            if file.failure is not None and not file.detached:
+                raise FuseOSError(file.failure)
             key, staged = file.key, file.staged
             if not file.dirty or key is None or staged is None or file.detached:
                 return
             started = time.time()
-            try:
-                committed = staged.upload(self.store, key)
-            except Exception as error:
-                if isinstance(error, ReadOnlyError):
-                    raise
-                log.error("upload of %s failed, the store keeps its old value: %s", key, error)
-                raise FuseOSError(errno.EIO) from None
+            committed = staged.upload(self.store, key)
+            file.placeholder = file.placeholder and staged.size == 0
             if committed:  # the staged file is the stored value now: the next write stages anew
                 file.committed()
             file.dirty = False
@@ -940,12 +1147,22 @@ class KvfsOperations(mfusepy.Operations):
 
     @_operation
     def flush(self, path: str | None, fh: Any) -> int:
-        self._upload(self._handles[fh.fh].file)
+        handle = self._handles[fh.fh]
+        if handle.file.failure is not None and not handle.writable:
+            return 0  # a reader's close: the writers hear of the failure
+        self._upload(handle.file)
         return 0
 
     @_operation
     def fsync(self, path: str | None, datasync: int, fh: Any) -> int:
-        self._upload(self._handles[fh.fh].file)
+        """Upload the file if it changed, then make its stored value durable (``store.sync``)."""
+        file = self._handles[fh.fh].file
+        self._upload(file)
+        with file.lock:
+            key = None if file.detached or not file.exists else file.key
+        if key is not None:
+            # Also after a plain flush uploaded it: a close does not sync (it stays fast).
+            self.store.sync(key)
         return 0
 
     @_operation
@@ -964,15 +1181,41 @@ class KvfsOperations(mfusepy.Operations):
                 del self._files[file.key]
         with file.lock:
             try:
-                self._upload(file)  # written through mmap after the last flush
-            except FuseOSError:
-                pass  # logged; close() already reported the failed flush
+                if file.failure is None:
+                    self._upload(file)  # written through mmap after the last flush
+                elif file.key is not None and not file.detached:
+                    log.debug("%s not stored: a write to it failed (%s)", file.key, os.strerror(file.failure))
+                    if file.placeholder and file.exists:
+                        self._remove_placeholder(file.key)
+                        file.exists = False
+            except Exception as error:
+                # close() already reported the failed flush; logged as the store's failure.
+                self._failed("release", file.key, error)
+                if file.placeholder and file.exists and file.key is not None and not file.detached:
+                    self._remove_placeholder_quietly(file)
             finally:
                 if not file.exists and file.key is not None:
                     self._meta.set(file.key, None)  # created, never stored
                     if not file.detached:
                         self._unstored_creates.add(file.key)
                 file.drop_staged()
+
+    def _remove_placeholder(self, key: str) -> None:
+        """Delete the empty value this mount stored for a new file whose writes then failed."""
+        try:
+            if self.store.stat(key).size != 0:
+                return  # written by others since: theirs
+        except KeyError:
+            return
+        self.store.delete(key)
+
+    def _remove_placeholder_quietly(self, file: OpenFile) -> None:
+        """The new file's content never reached the store: neither does the empty value stored for it."""
+        try:
+            self._remove_placeholder(file.key)  # type: ignore[arg-type]
+            file.exists = False
+        except Exception as error:  # the store is failing: the empty file stays
+            self._failed("release", file.key, error)
 
     def _local_copy(self, file: OpenFile) -> CachedValue | None:
         """The read cache's copy of *file*'s stored value, to stage it without a download."""
