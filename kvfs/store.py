@@ -16,7 +16,8 @@ Beyond simplekv's API the core offers what a filesystem view needs:
   hierarchical listing, with sizes where the backend's listing has them;
 * directory markers (:meth:`~KeyValueStore.put_directory`, ...), so an empty directory
   can exist in a store of keys;
-* :meth:`~KeyValueStore.copy` / :meth:`~KeyValueStore.move`, server-side where possible.
+* :meth:`~KeyValueStore.copy` / :meth:`~KeyValueStore.move`, server-side where possible;
+* :meth:`~KeyValueStore.check`: one cheap request that tells whether the store is there.
 """
 
 from __future__ import annotations
@@ -363,6 +364,18 @@ class KeyValueStore:
         self._require_staging()
         return self._commit_staging_file(key, file)
 
+    def check(self) -> None:
+        """Make sure the store can be used, with one cheap request; change nothing.
+
+        Returns None when the backend answers. Raises
+        :class:`~kvfs.errors.BackendError` (an ``OSError``), with a message saying what
+        is wrong, when the store cannot be reached (a server that does not answer),
+        refuses the credentials, or does not exist (a missing bucket or directory):
+        what ``kvfs mount`` runs before mounting. The default lists one key; backends
+        ask something cheaper (a bucket's ``HEAD``, a ``PING``).
+        """
+        self._check()
+
     def close(self) -> None:
         """Release connections and other resources. The store is unusable afterwards."""
 
@@ -442,6 +455,16 @@ class KeyValueStore:
         self._copy(source, dest)
         self._delete(source)
         return dest
+
+    def _check(self) -> None:
+        """Raise BackendError unless the store answers: by default, a listing of one key."""
+        names = self._iter_keys("")
+        try:
+            next(iter(names), None)
+        finally:
+            close = getattr(names, "close", None)
+            if close is not None:
+                close()
 
     def _new_staging_file(self, key: str) -> IO[bytes]:
         """A new staging file for *key* (stores with ``supports_staging`` override)."""

@@ -40,6 +40,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .errors import BackendError
 from .keys import MAX_KEY_LENGTH, SEPARATOR
 from .mixins import FOREVER, NOT_SET, UrlMixin
 from .store import KeyInfo, KeyValueStore
@@ -318,6 +319,15 @@ class StoreContract:
         """A fresh, empty store. Subclasses must override this fixture."""
         pytest.fail(f"{type(self).__name__} must override the 'store' fixture")
         yield  # pragma: no cover
+
+    @pytest.fixture
+    def unavailable_store(self) -> Iterator[KeyValueStore | None]:
+        """A store of the same backend that cannot be used: a missing bucket or directory,
+        a server that does not answer. ``None`` (the default) skips the test of
+        :meth:`~kvfs.store.KeyValueStore.check` failing; backends that can be missing
+        override it.
+        """
+        yield None
 
     @pytest.fixture
     def scratch(self, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
@@ -937,6 +947,25 @@ class StoreContract:
         ):
             with pytest.raises(OSError):
                 call()
+
+    # ------------------------------------------------------------------ check
+
+    def test_check_passes_on_a_working_store(self, store: KeyValueStore) -> None:
+        assert store.check() is None  # empty
+        if store.supports_writes:
+            store.put("k", b"v")
+            assert store.check() is None
+            assert store.keys() == ["k"]  # and it changed nothing
+
+    def test_check_fails_on_a_store_that_is_not_there(
+        self, unavailable_store: KeyValueStore | None
+    ) -> None:
+        if unavailable_store is None:
+            pytest.skip("the test class gives no unavailable store")
+        with pytest.raises(BackendError) as raised:
+            unavailable_store.check()
+        message = str(raised.value)
+        assert message and "\n" not in message.strip()
 
     # ------------------------------------------------------------------ threads
 
