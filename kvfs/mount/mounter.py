@@ -381,8 +381,8 @@ def start_daemon(
     try:
         if report.get("ready"):
             return child.pid
+        _wait_for_end(child)  # nothing of a failed mount outlives the call
         if not report:
-            child.wait(5)
             errors.seek(0)
             lines = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
             message = lines[-1] if lines else f"the mount process exited with status {child.returncode}"
@@ -390,6 +390,14 @@ def start_daemon(
         raise _failure(report)
     finally:
         errors.close()
+
+
+def _wait_for_end(child: subprocess.Popen[bytes]) -> None:
+    try:
+        child.wait(30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _send_settings(child: subprocess.Popen[bytes], settings: dict[str, Any]) -> None:
