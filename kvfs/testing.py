@@ -951,11 +951,12 @@ class StoreContract:
     # ------------------------------------------------------------------ check
 
     def test_check_passes_on_a_working_store(self, store: KeyValueStore) -> None:
-        assert store.check() is None  # empty
+        # After a write, as some stores come into being with their first value (the
+        # root of a filesystem store): until then check() may fail.
         if store.supports_writes:
             store.put("k", b"v")
-            assert store.check() is None
-            assert store.keys() == ["k"]  # and it changed nothing
+        assert store.check() is None
+        assert store.keys() == (["k"] if store.supports_writes else [])  # and it changed nothing
 
     def test_check_fails_on_a_store_that_is_not_there(
         self, unavailable_store: KeyValueStore | None
