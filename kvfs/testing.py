@@ -17,7 +17,9 @@ The tests read the store's capability flags (``supports_writes``,
 ``supports_directories``, ``supports_staging``, ``allows_key_and_prefix``, ``ttl_support``,
 ``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
 :class:`~kvfs.mixins.UrlMixin`, and skip what a store does not claim to do rather than
-fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`).
+fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`);
+overriding the ``unavailable_store`` fixture (a missing bucket, a closed port) tests that
+:meth:`~kvfs.store.KeyValueStore.check` fails where it should.
 
 This module needs ``pytest`` and ``hypothesis`` (``pip install 'kvfs[test]'``); importing
 :mod:`kvfs` itself never imports it.
