@@ -338,3 +338,12 @@ def test_a_signal_ends_a_foreground_mount_cleanly(stop: signal.Signals, tmp_path
     assert [line for line in stderr.splitlines() if "max threads" not in line] == [], stderr
     assert not is_mounted(str(mountpoint))
     assert (root / "f").read_text() == "kept"
+
+
+def test_a_database_inside_the_mount_point_is_refused(mountpoint: pathlib.Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    result = kvfs("mount", f"sqlite:///{mountpoint}/store.db", mountpoint)
+    assert result.returncode == EXIT_FAILED, result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1 and "inside the mount point" in lines[0], result.stderr
+    assert not is_mounted(str(mountpoint))
