@@ -42,8 +42,7 @@ def kvfs(*arguments: object, env: dict[str, str] | None = None, timeout: float =
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    # libfuse 3.14 prints a harmless warning about its thread limit on every mount.
-    return [line for line in result.stderr.splitlines() if line.strip() and "max threads" not in line]
+    return [line for line in result.stderr.splitlines() if line.strip()]
 
 
 def daemon_pids(mountpoint: pathlib.Path) -> list[int]:
@@ -335,7 +334,7 @@ def test_a_signal_ends_a_foreground_mount_cleanly(stop: signal.Signals, tmp_path
         if process.poll() is None:
             process.kill()
     stderr = process.stderr.read() if process.stderr else ""
-    assert [line for line in stderr.splitlines() if "max threads" not in line] == [], stderr
+    assert stderr == ""  # no libfuse noise (its thread-limit warning included)
     assert not is_mounted(str(mountpoint))
     assert (root / "f").read_text() == "kept"
 

@@ -164,9 +164,14 @@ def serve(
     check_fuse()
     check_outside_store(store, mountpoint)
     path = check_mountpoint(mountpoint)
-    from .binding import KvfsFUSE
+    from .binding import KvfsFUSE, mfusepy
+    from .fuselog import route_libfuse_messages, take_last_error
     from .operations import KvfsOperations
 
+    libfuse = getattr(mfusepy, "_libfuse", None)
+    if libfuse is not None:
+        route_libfuse_messages(libfuse)
+    take_last_error()  # what an earlier mount on this thread left
     served = threading.Event()
 
     def ready() -> None:
@@ -194,7 +199,8 @@ def serve(
         # libfuse's loop reports the signal that stopped it as an error (fuse_main's 8)
         # after unmounting: the end of a mount that was served is no failure.
         if not served.is_set() or is_mounted(path):
-            raise MountError(errno.EIO, f"mounting {mountpoint} failed (libfuse error {error})") from None
+            reason = take_last_error() or f"libfuse error {error}"
+            raise MountError(errno.EIO, f"mounting {mountpoint} failed: {reason}") from None
         log.info("stopped by a signal: %s is unmounted", path)
 
 
