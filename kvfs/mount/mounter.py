@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import BackendError, MissingExtraError
 from ..store import KeyValueStore
-from ..url import mask_url
+from ..url import mask_url, open_store
 from .errors import FuseUnavailableError, MountError
 from .logs import log_to, stream_handler, syslog_handler
 from .options import MountOptions
@@ -482,15 +482,13 @@ def _daemon() -> None:
     def ready() -> None:
         report({"ready": True})
         if settings["log_file"] is None:
-            # Nobody reads the parent's temporary file any more: syslog, and libfuse's
-            # own messages nowhere.
+            # Nobody reads the parent's temporary file any more: the log goes to
+            # syslog, anything else written to standard error nowhere.
             log_to(syslog_handler(), level)
             os.dup2(devnull, 2)
 
     url = settings["url"]
     try:
-        from ..url import open_store
-
         store = open_store(url)
     except Exception as error:  # reported to the parent, which raises it again
         report(_describe_failure(error))
