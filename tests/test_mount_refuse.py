@@ -339,10 +339,27 @@ def test_a_signal_ends_a_foreground_mount_cleanly(stop: signal.Signals, tmp_path
     assert (root / "f").read_text() == "kept"
 
 
-def test_a_database_inside_the_mount_point_is_refused(mountpoint: pathlib.Path) -> None:
+@pytest.mark.parametrize("mode", ["background", "foreground"])
+@pytest.mark.parametrize("kind", ["sqlite", "directory"])
+def test_a_store_inside_the_mount_point_is_refused(kind: str, mode: str, mountpoint: pathlib.Path) -> None:
     pytest.importorskip("sqlalchemy")
-    result = kvfs("mount", f"sqlite:///{mountpoint}/store.db", mountpoint)
+    url = f"sqlite:///{mountpoint}/store.db" if kind == "sqlite" else f"file://{mountpoint}/store?create=1"
+    options = ["--foreground"] if mode == "foreground" else []
+    result = kvfs("mount", *options, url, mountpoint)
     assert result.returncode == EXIT_FAILED, result.stderr
     lines = error_lines(result)
     assert len(lines) == 1 and "inside the mount point" in lines[0], result.stderr
     assert not is_mounted(str(mountpoint))
+    assert os.listdir(mountpoint) == []  # refused before the store was opened (and made)
+
+
+def test_a_store_object_inside_the_mount_point_is_refused(tmp_path: pathlib.Path) -> None:
+    require_fuse()
+    from kvfs.fs import FilesystemStore
+    from kvfs.mount import MountError, mounted
+
+    root = tmp_path / "store"
+    root.mkdir()
+    with pytest.raises(MountError, match="inside the store's directory"), mounted(FilesystemStore(root), str(root)):
+        pass
+    assert not is_mounted(str(root))

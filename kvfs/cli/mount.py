@@ -9,7 +9,15 @@ import click
 
 from ..mount.errors import FuseUnavailableError
 from ..mount.logs import log_to, stream_handler
-from ..mount.mounter import MountError, _fsname, check_fuse, check_mountpoint, serve, start_daemon
+from ..mount.mounter import (
+    MountError,
+    _fsname,
+    check_fuse,
+    check_mountpoint,
+    check_outside_store,
+    serve,
+    start_daemon,
+)
 from ..mount.mounter import unmount as unmount_mountpoint
 from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, MountOptions
 from ..url import mask_url
@@ -150,6 +158,7 @@ def _serve_foreground(url: str, mountpoint: str, options: MountOptions, log_leve
     log_to(stream_handler(), log_level)
     check_fuse()
     check_mountpoint(mountpoint)
+    check_outside_store(url, mountpoint)
     store = open_url(url)
     with store:
         if check:

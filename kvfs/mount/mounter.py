@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import unquote
 
 from ..errors import BackendError, MissingExtraError
 from ..store import KeyValueStore
-from ..url import mask_url, open_store
+from ..url import mask_url, open_store, parse_store_url
 from .errors import FuseUnavailableError, MountError
 from .logs import log_to, stream_handler, syslog_handler
 from .options import MountOptions
@@ -231,19 +232,37 @@ def _data_locations(store: KeyValueStore) -> list[tuple[str, bool]]:
     return found
 
 
+def _url_data_locations(url: str) -> list[tuple[str, bool]]:
+    """What :func:`_data_locations` finds, read from a store URL before it is opened."""
+    try:
+        parsed = parse_store_url(url)
+    except ValueError:
+        return []  # opening the store reports it
+    path = unquote(parsed.parts.path)
+    if parsed.scheme == "file" and path:
+        return [(os.path.realpath(path), True)]
+    database = path[1:]  # sqlite:///relative.db, sqlite:////absolute.db
+    if parsed.scheme == "sqlite" and database not in ("", ":memory:"):
+        return [(os.path.realpath(database), False)]
+    return []
+
+
 def _within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(os.path.join(directory, ""))
 
 
-def check_outside_store(store: KeyValueStore, mountpoint: str) -> None:
+def check_outside_store(store: KeyValueStore | str, mountpoint: str) -> None:
     """Raise :class:`MountError` when *mountpoint* and the store's local data overlap.
 
-    A mount point inside a filesystem store's root (the store itself included) would
-    show the mount inside itself (``find`` would never end), and a root or an SQLite
-    file inside the mount point would be written through the mount that needs it.
+    *store* is a store or a store URL (checked before the store is opened, which may
+    create its directory or database). A mount point inside a filesystem store's root
+    (the store itself included) would show the mount inside itself (``find`` would
+    never end), and a root or an SQLite file inside the mount point would be written
+    through the mount that needs it.
     """
     path = os.path.realpath(mountpoint)
-    for location, is_directory in _data_locations(store):
+    locations = _url_data_locations(store) if isinstance(store, str) else _data_locations(store)
+    for location, is_directory in locations:
         if is_directory and _within(path, location):
             raise MountError(errno.EINVAL, f"mount point {mountpoint} is inside the store's directory {location}")
         if _within(location, path):
@@ -354,6 +373,7 @@ def start_daemon(
     options = options or MountOptions()
     check_fuse()
     path = check_mountpoint(mountpoint)
+    check_outside_store(url, path)
     if log_file is not None:
         log_file = os.path.abspath(log_file)
         errors = open(log_file, "ab")  # noqa: SIM115 - handed to the child
