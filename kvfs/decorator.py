@@ -112,6 +112,9 @@ class StoreDecorator(KeyValueStore):
 
     # ------------------------------------------------------------------ hooks
 
+    def _check(self) -> None:
+        self._dstore.check()
+
     def _delete(self, key: str) -> None:
         self._dstore.delete(key)
 

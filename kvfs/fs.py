@@ -175,7 +175,9 @@ class _StagingFile(io.FileIO):
 class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     """Stores every value as a file below the directory *root*.
 
-    *root* is created (with its parents) on the first write. New files get the mode
+    *root* is created (with its parents) on the first write, or at construction with
+    *create_if_missing*; :meth:`~kvfs.store.KeyValueStore.check` raises
+    :class:`~kvfs.errors.BackendError` while it does not exist. New files get the mode
     *perm* when it is given, else ``0o666`` minus the umask, as with simplekv; new
     directories get *perm* plus the search bit wherever it grants read (``0o640`` gives
     ``0o750``), else ``0o777`` minus the umask. *bufsize* is the chunk size for
@@ -221,6 +223,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         *,
         bufsize: int = CHUNK_SIZE,
         fsync: bool = False,
+        create_if_missing: bool = False,
     ) -> None:
         #: The root directory as given.
         self.root = os.fspath(root)
@@ -234,6 +237,11 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         self._root = os.path.abspath(self.root)
         self._root_slash = os.path.join(self._root, "")
         self._directory_mode = 0o777 if perm is None else perm | ((perm & 0o444) >> 2)
+        if create_if_missing:
+            try:
+                self._make_root()
+            except OSError as error:
+                raise _backend_error(error) from error
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.root!r})"
@@ -288,6 +296,16 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
         os.makedirs(self._root, self._directory_mode, exist_ok=True)
         if self.perm is not None:
             os.chmod(self._root, self._directory_mode)
+
+    def _check(self) -> None:
+        try:
+            os.close(os.open(self._root, _ROOT_FLAGS))
+        except FileNotFoundError:
+            raise BackendError(errno.ENOENT, f"the store's directory {self._root} does not exist") from None
+        except NotADirectoryError:
+            raise BackendError(errno.ENOTDIR, f"the store's root {self._root} is not a directory") from None
+        except OSError as error:
+            raise _backend_error(error) from error
 
     def _locate(self, key: str, create: bool = False) -> tuple[int | None, str]:
         """Return ``(dir_fd, name)`` for *key*, for the ``*at`` system calls.

@@ -18,7 +18,8 @@ Beyond simplekv's API the core offers what a filesystem view needs:
   can exist in a store of keys;
 * :meth:`~KeyValueStore.copy` / :meth:`~KeyValueStore.move`, server-side where possible;
 * POSIX metadata (mode, owner, times) where the backend keeps it (``keeps_metadata``):
-  in :class:`KeyInfo`, and changed with :meth:`~KeyValueStore.set_metadata`.
+  in :class:`KeyInfo`, and changed with :meth:`~KeyValueStore.set_metadata`;
+* :meth:`~KeyValueStore.check`: one cheap request that tells whether the store is there.
 """
 
 from __future__ import annotations
@@ -506,6 +507,18 @@ class KeyValueStore:
         self._check_valid_key(key)
         self._sync(key)
 
+    def check(self) -> None:
+        """Make sure the store can be used, with one cheap request; change nothing.
+
+        Returns None when the backend answers. Raises
+        :class:`~kvfs.errors.BackendError` (an ``OSError``), with a message saying what
+        is wrong, when the store cannot be reached (a server that does not answer),
+        refuses the credentials, or does not exist (a missing bucket or directory):
+        what ``kvfs mount`` runs before mounting. The default lists one key; backends
+        ask something cheaper (a bucket's ``HEAD``, a ``PING``).
+        """
+        self._check()
+
     def close(self) -> None:
         """Release connections and other resources. The store is unusable afterwards."""
 
@@ -617,6 +630,16 @@ class KeyValueStore:
 
     def _sync(self, key: str) -> None:
         """Make *key*'s last write durable. The default does nothing: a put is durable when it returns."""
+
+    def _check(self) -> None:
+        """Raise BackendError unless the store answers: by default, a listing of one key."""
+        names = self._iter_keys("")
+        try:
+            next(iter(names), None)
+        finally:
+            close = getattr(names, "close", None)
+            if close is not None:
+                close()
 
     def _new_staging_file(self, key: str) -> IO[bytes]:
         """A new staging file for *key* (stores with ``supports_staging`` override)."""

@@ -17,7 +17,9 @@ The tests read the store's capability flags (``supports_writes``,
 ``supports_directories``, ``supports_staging``, ``allows_key_and_prefix``, ``ttl_support``,
 ``keeps_metadata``, ``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
 :class:`~kvfs.mixins.UrlMixin`, and skip what a store does not claim to do rather than
-fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`).
+fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`);
+overriding the ``unavailable_store`` fixture (a missing bucket, a closed port) tests that
+:meth:`~kvfs.store.KeyValueStore.check` fails where it should.
 
 This module needs ``pytest`` and ``hypothesis`` (``pip install 'kvfs[test]'``); importing
 :mod:`kvfs` itself never imports it.
@@ -40,6 +42,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .errors import BackendError
 from .keys import KEY_CHARACTERS, MAX_KEY_LENGTH, SEPARATOR
 from .mixins import FOREVER, NOT_SET, UrlMixin
 from .store import KeyInfo, KeyValueStore
@@ -325,6 +328,15 @@ class StoreContract:
         """A fresh, empty store. Subclasses must override this fixture."""
         pytest.fail(f"{type(self).__name__} must override the 'store' fixture")
         yield  # pragma: no cover
+
+    @pytest.fixture
+    def unavailable_store(self) -> Iterator[KeyValueStore | None]:
+        """A store of the same backend that cannot be used: a missing bucket or directory,
+        a server that does not answer. ``None`` (the default) skips the test of
+        :meth:`~kvfs.store.KeyValueStore.check` failing; backends that can be missing
+        override it.
+        """
+        yield None
 
     @pytest.fixture
     def scratch(self, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
@@ -1097,6 +1109,26 @@ class StoreContract:
         ):
             with pytest.raises(OSError):
                 call()
+
+    # ------------------------------------------------------------------ check
+
+    def test_check_passes_on_a_working_store(self, store: KeyValueStore) -> None:
+        # After a write, as some stores come into being with their first value (the
+        # root of a filesystem store): until then check() may fail.
+        if store.supports_writes:
+            store.put("k", b"v")
+        assert store.check() is None
+        assert store.keys() == (["k"] if store.supports_writes else [])  # and it changed nothing
+
+    def test_check_fails_on_a_store_that_is_not_there(
+        self, unavailable_store: KeyValueStore | None
+    ) -> None:
+        if unavailable_store is None:
+            pytest.skip("the test class gives no unavailable store")
+        with pytest.raises(BackendError) as raised:
+            unavailable_store.check()
+        message = str(raised.value)
+        assert message and "\n" not in message.strip()
 
     # ------------------------------------------------------------------ threads
 

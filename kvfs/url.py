@@ -158,8 +158,9 @@ def _open_file(url: StoreURL) -> KeyValueStore:
     path = unquote(url.parts.path)
     if not path:
         raise ValueError(f"{url}: no directory given; expected file:///absolute/path")
+    create = url.pop_bool("create")
     url.reject_unknown()
-    return FilesystemStore(path)
+    return FilesystemStore(path, create_if_missing=create)
 
 
 def _open_memory(url: StoreURL) -> KeyValueStore:

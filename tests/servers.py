@@ -107,6 +107,13 @@ def server_answers(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def closed_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on *host* where nothing listens (one the system just gave out and took back)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def require_server(name: str, host: str | None = None, port: int | None = None) -> str | None:
     """Skip the calling test (fail it under ``CI=true``) unless test server ``name`` accepts connections.
 

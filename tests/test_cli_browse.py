@@ -79,8 +79,17 @@ def test_ls_of_nothing_under_a_prefix_is_not_found_but_an_empty_store_is_fine(ur
     result = invoke(["ls", url, "nothing/here"])
     assert result.exit_code == 3
     assert "nothing/here" in result.stderr and result.stdout == ""
+    (tmp_path / "empty").mkdir()
     empty = invoke(["ls", str(tmp_path / "empty")])
     assert empty.exit_code == 0 and empty.stdout == ""
+
+
+def test_ls_of_a_missing_directory_store_says_so(tmp_path):
+    missing = tmp_path / "missing"
+    result = invoke(["ls", str(missing)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().endswith(f" ls: {missing}: the store's directory {missing} does not exist")
+    assert not missing.exists()
 
 
 def test_cat_is_binary_safe_and_concatenates(store, url):

@@ -32,6 +32,10 @@ class TestFilesystemStore(StoreContract):
     def store(self, store_dir):
         return FilesystemStore(store_dir)
 
+    @pytest.fixture
+    def unavailable_store(self, store_dir):
+        return FilesystemStore(store_dir / "missing")
+
 
 class TestWebFilesystemStore(StoreContract):
     @pytest.fixture
@@ -52,6 +56,10 @@ class TestPrefixDecoratorOverFilesystem(StoreContract):
     @pytest.fixture
     def store(self, store_dir):
         return PrefixDecorator("pre/", FilesystemStore(store_dir))
+
+    @pytest.fixture
+    def unavailable_store(self, store_dir):
+        return PrefixDecorator("pre/", FilesystemStore(store_dir / "missing"))
 
 
 class TestURLEncodeKeysDecorator(StoreContract):
@@ -87,6 +95,11 @@ class TestCacheDecorator(StoreContract):
     def store(self, store_dir):
         with CacheDecorator(DictStore(), FilesystemStore(store_dir)) as store:
             yield store
+
+    @pytest.fixture
+    def unavailable_store(self, store_dir):
+        # The cache answers, the store behind it is missing: the store decides.
+        return CacheDecorator(DictStore(), FilesystemStore(store_dir / "missing"))
 
 
 class TestReadOnlyDecorator(StoreContract):

@@ -64,6 +64,13 @@ class TestGoogleCloudContract(StoreContract):
         with _store() as store:
             yield store
 
+    @pytest.fixture
+    def unavailable_store(self, emulator: str) -> Iterator[GoogleCloudStore]:
+        with GoogleCloudStore(
+            AnonymousCredentials(), f"kvfs-missing-{uuid.uuid4().hex[:12]}", create_if_missing=False, project="test"
+        ) as store:
+            yield store
+
 
 @pytest.fixture
 def store(emulator: str) -> Iterator[GoogleCloudStore]:

@@ -11,7 +11,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from servers import redis_url, require_server, start_service, stop_service  # noqa: E402
+from servers import closed_port, redis_url, require_server, start_service, stop_service  # noqa: E402
 
 from kvfs import FOREVER, NOT_SET, BackendError  # noqa: E402
 from kvfs.memory.redisstore import RedisStore, glob_escape  # noqa: E402
@@ -54,6 +54,11 @@ class TestRedisContract(StoreContract):
     @pytest.fixture
     def store(self, client: redis.Redis) -> RedisStore:
         return RedisStore(client)
+
+    @pytest.fixture
+    def unavailable_store(self) -> Iterator[RedisStore]:
+        with RedisStore.from_url(f"redis://127.0.0.1:{closed_port()}/0") as store:
+            yield store
 
 
 # ---------------------------------------------------------------------- time to live

@@ -78,11 +78,26 @@ class TestMotoContract(StoreContract):
     def store(self) -> Iterator[Boto3Store]:
         yield _store("moto", fresh_client=False)
 
+    @pytest.fixture
+    def unavailable_store(self) -> Iterator[Boto3Store]:
+        yield Boto3Store(f"kvfs-missing-{uuid.uuid4().hex[:12]}", client=_client("moto", fresh=False))
+
 
 class TestSeaweedFSContract(StoreContract):
     @pytest.fixture
     def store(self) -> Iterator[Boto3Store]:
         yield _store("seaweed", fresh_client=False)
+
+    @pytest.fixture
+    def unavailable_store(self) -> Iterator[Boto3Store]:
+        # SeaweedFS checks signatures: the shared bucket exists, the credentials are wrong.
+        _store("seaweed", fresh_client=False)  # makes sure the bucket exists
+        require_server("seaweed")
+        client = make_client(
+            endpoint_url=seaweed_url(), region_name="us-east-1", aws_access_key_id="nobody", aws_secret_access_key="wrong"
+        )
+        with Boto3Store(BUCKET, client=client) as store:
+            yield store
 
     def test_every_key_character_round_trips(self, store: Boto3Store) -> None:
         # SeaweedFS turns '\' into '/': the store refuses such keys instead of mixing them up.

@@ -52,6 +52,19 @@ def test_plain_path_and_file_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert (root / "dir" / "key").read_bytes() == b"value"
 
 
+def test_file_url_create_makes_a_missing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "a" / "b"
+    store = open_store(f"file://{missing}")
+    with pytest.raises(BackendError, match="does not exist"):
+        store.check()
+    assert not missing.exists()  # opening and checking make nothing
+    store = open_store(f"file://{missing}?create=1")
+    assert missing.is_dir()
+    assert store.check() is None
+    with pytest.raises(ValueError, match="create"):
+        open_store(f"file://{missing}?create=maybe")
+
+
 def test_memory_url() -> None:
     from kvfs.memory import DictStore
 

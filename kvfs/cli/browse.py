@@ -49,7 +49,7 @@ def ls(url: str, prefix: str, recursive: bool, long_format: bool, human: bool) -
     Keys are printed whole (relative to the store), directories (common prefixes) with a
     trailing '/', sorted. PREFIX is a key prefix; one that names a directory lists its
     contents, as if written with a trailing '/'. Exits with 3 if nothing starts with
-    a non-empty PREFIX.
+    a non-empty PREFIX, and with 1 if the store is not there (a missing directory).
 
     \b
     Examples:
@@ -77,6 +77,8 @@ def ls(url: str, prefix: str, recursive: bool, long_format: bool, human: bool) -
                 click.echo(f"{size:>{6 if human else 12}}  {format_time(entry.last_modified):16}  {name}")
             else:
                 click.echo(name)
+        if not entries:
+            store.check()  # an empty listing of a store that is not there (a missing directory) says so
         if not entries and prefix:
             raise CliError(f"nothing found under {prefix!r} in {display_url(url)}", EXIT_NOT_FOUND)
 

@@ -7,9 +7,22 @@ import re
 
 import click
 
-from ..mount.mounter import MountError, serve, start_daemon
+from ..mount.errors import FuseUnavailableError
+from ..mount.logs import log_to, stream_handler
+from ..mount.mounter import (
+    MountError,
+    _fsname,
+    check_fuse,
+    check_mountpoint,
+    check_outside_store,
+    serve,
+    start_daemon,
+)
 from ..mount.mounter import unmount as unmount_mountpoint
 from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, MountOptions
+from ..url import mask_url
+from .errors import EXIT_USAGE, CliError, describe
+from .stores import open_error, open_url
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -84,9 +97,12 @@ class _Octal(click.ParamType):
     help="Let other users use the mount (needs user_allow_other for non-root). The kernel checks the shown modes; "
     "a store that keeps no modes shows every file as 666 minus --umask, so a warning says what all users can read.",
 )
-@click.option("--foreground", is_flag=True, help="Stay attached and log to stderr until unmounted.")
+@click.option(
+    "--no-check", is_flag=True, help="Mount without first checking that the store answers (and exists)."
+)
+@click.option("--foreground", is_flag=True, help="Stay attached and log to stderr until unmounted (Ctrl-C unmounts).")
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="WARNING", show_default=True, help="What to log.")
-@click.option("--log-file", type=click.Path(dir_okay=False), help="Where the background mount logs [default: nowhere].")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Where the background mount logs [default: syslog].")
 def mount(
     store_url: str,
     mountpoint: str,
@@ -100,6 +116,7 @@ def mount(
     read_cache_size: int,
     cache_dir: str | None,
     allow_other: bool,
+    no_check: bool,
     foreground: bool,
     log_level: str,
     log_file: str | None,
@@ -107,7 +124,12 @@ def mount(
     """Show the store at STORE_URL as a directory tree at MOUNTPOINT.
 
     Returns once the mount is ready and leaves it running in the background; `kvfs
-    unmount MOUNTPOINT` ends it. MOUNTPOINT must be an empty directory.
+    unmount MOUNTPOINT` ends it. MOUNTPOINT must be an empty directory, outside the
+    store's own directory. The store is checked first (one request): a store that
+    cannot be reached or does not exist (a missing bucket or directory) is not mounted.
+
+    Exit codes: 0 mounted (or, with --foreground, unmounted again), 1 the store or the
+    mount failed, 2 bad URL or option, 4 a package the store needs is missing.
     """
     try:
         options = MountOptions(
@@ -122,14 +144,21 @@ def mount(
             cache_dir=cache_dir,
             allow_other=allow_other,
         )
+    except ValueError as error:
+        raise CliError(_one_line(error), EXIT_USAGE) from None
+    try:
         if allow_other:
             _warn_if_all_can_read(store_url, mountpoint, options)
         if foreground:
-            _serve_foreground(store_url, mountpoint, options, log_level)
+            _serve_foreground(store_url, mountpoint, options, log_level, check=not no_check)
         else:
-            start_daemon(store_url, mountpoint, options, log_level=log_level, log_file=log_file)
-    except (OSError, ValueError, ImportError) as error:
-        raise click.ClickException(_one_line(error)) from None
+            start_daemon(store_url, mountpoint, options, check=not no_check, log_level=log_level, log_file=log_file)
+    except (MountError, FuseUnavailableError) as error:
+        raise CliError(_one_line(error)) from None
+    except CliError:
+        raise
+    except Exception as error:  # opening or checking the store: the URL's fault or the store's
+        raise open_error(error, store_url) from None
 
 
 def _warn_if_all_can_read(url: str, mountpoint: str, options: MountOptions) -> None:
@@ -137,7 +166,7 @@ def _warn_if_all_can_read(url: str, mountpoint: str, options: MountOptions) -> N
     file_mode = 0o666 & ~options.umask
     if not file_mode & 0o004:
         return  # --umask hides the files from other users anyway
-    from ..url import mask_url, open_store
+    from ..url import open_store
 
     try:
         with open_store(url) as store:
@@ -155,19 +184,19 @@ def _warn_if_all_can_read(url: str, mountpoint: str, options: MountOptions) -> N
     )
 
 
-def _serve_foreground(url: str, mountpoint: str, options: MountOptions, log_level: str) -> None:
-    from ..mount.mounter import _fsname, check_fuse, check_mountpoint
-    from ..url import open_store
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s kvfs %(levelname)s %(message)s")
+def _serve_foreground(url: str, mountpoint: str, options: MountOptions, log_level: str, *, check: bool) -> None:
+    log_to(stream_handler(), log_level)
     check_fuse()
     check_mountpoint(mountpoint)
-    try:
-        store = open_store(url)
-    except Exception as error:  # any failure to open is the user's URL: one line
-        raise MountError(f"cannot open {url}: {_one_line(error)}") from None
+    check_outside_store(url, mountpoint)
+    store = open_url(url)
     with store:
-        logging.getLogger("kvfs.mount").info("serving %s at %s", url, mountpoint)
+        if check:
+            try:
+                store.check()
+            except Exception as error:
+                raise describe(error, url) from None
+        logging.getLogger("kvfs.mount").info("serving %s at %s", mask_url(url), mountpoint)
         serve(store, mountpoint, options, name=_fsname(url))
 
 
@@ -180,8 +209,11 @@ def _one_line(error: BaseException) -> str:
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.option("--lazy", is_flag=True, help="Detach now even if busy; it goes away once no longer used.")
 def unmount(mountpoint: str, lazy: bool) -> None:
-    """Unmount a kvfs mount at MOUNTPOINT (also one whose process died)."""
+    """Unmount the kvfs mount at MOUNTPOINT (also one whose process died).
+
+    Anything else mounted there (a tmpfs, another FUSE filesystem) is left alone: exit 1.
+    """
     try:
         unmount_mountpoint(mountpoint, lazy=lazy)
     except OSError as error:
-        raise click.ClickException(_one_line(error)) from None
+        raise CliError(_one_line(error)) from None

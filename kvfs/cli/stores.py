@@ -20,10 +20,19 @@ def open_url(url: str) -> KeyValueStore:
     try:
         return open_store(url)
     except Exception as error:  # every failure becomes one line
-        problem = describe(error, url)
-        if isinstance(error, ValueError) and not isinstance(error, KeyError):
-            problem.message = f"bad store URL: {_naming_the_url(str(error), url)}"
-        raise problem from error
+        raise open_error(error, url) from error
+
+
+def open_error(error: BaseException, url: str) -> CliError:
+    """The :class:`~kvfs.cli.errors.CliError` for *error*, met opening (or checking) *url*.
+
+    A ``ValueError`` is a bad URL (exit code 2), a missing package exit code 4, anything
+    else a failed operation (1); the message names the URL with its password hidden.
+    """
+    problem = describe(error, url)
+    if isinstance(error, ValueError) and not isinstance(error, KeyError):
+        problem.message = f"bad store URL: {_naming_the_url(str(error), url)}"
+    return problem
 
 
 def _naming_the_url(reason: str, url: str) -> str:
@@ -34,4 +43,4 @@ def _naming_the_url(reason: str, url: str) -> str:
     return f"{shown}: {reason}"
 
 
-__all__ = ["open_url"]
+__all__ = ["open_error", "open_url"]

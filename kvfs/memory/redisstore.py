@@ -96,6 +96,10 @@ class RedisStore(TimeToLiveMixin, CopyMixin, KeyValueStore):
 
     # ------------------------------------------------------------------ hooks
 
+    def _check(self) -> None:
+        with _errors():
+            self.redis.ping()
+
     def _delete(self, key: str) -> None:
         with _errors():
             self.redis.delete(key)

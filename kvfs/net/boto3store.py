@@ -228,6 +228,21 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
 
     # ------------------------------------------------------------------ hooks
 
+    def _check(self) -> None:
+        # HEAD of the bucket: one request that needs the bucket and valid credentials.
+        with _errors():
+            try:
+                self.client.head_bucket(Bucket=self.bucket_name)
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in _NOT_FOUND or code == "NoSuchBucket":
+                    raise BackendError(errno.ENOENT, f"S3 bucket {self.bucket_name!r} does not exist") from error
+                if code in _ACCESS_DENIED:
+                    raise BackendError(
+                        errno.EACCES, f"S3 denied access to bucket {self.bucket_name!r} ({code}): check the credentials"
+                    ) from error
+                raise
+
     def _delete(self, key: str) -> None:
         with _errors():
             self.client.delete_object(Bucket=self.bucket_name, Key=self._name(key))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,11 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
         return self.bucket.blob(self.prefix + key, chunk_size=CHUNK_SIZE)
 
     # ------------------------------------------------------------------ hooks
+
+    def _check(self) -> None:
+        with _errors():
+            if self.client.lookup_bucket(self.bucket_name, **self._call) is None:
+                raise BackendError(errno.ENOENT, f"GCS bucket {self.bucket_name!r} does not exist")
 
     def _delete(self, key: str) -> None:
         try:
