@@ -227,6 +227,7 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
             size = sa.func.coalesce(columns.size, size)
         modified = columns.modified if "modified" in columns else sa.null()
         self._info_columns = [columns.key, size, modified]
+        self._queries = {} if chunks is None else self._build_queries()
 
     def _tables(self) -> list[Any]:
         return [self.table] if self.chunks is None else [self.table, self.chunks]
@@ -390,10 +391,11 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
             self._store_row(connection, key, self._values(b"", blob_id, size))
         return key
 
-    def _covering(self, chunks: Any, blob_id: Any, start: int, end: int) -> Any:
+    def _covering(self, chunks: Any, blob_id: Any) -> Any:
         """The condition on *chunks* (an alias of the chunk table) for those of *blob_id*
-        that hold bytes *start* to *end*: from the last one starting at or before *start*."""
+        that hold bytes ``:start`` to ``:end``: from the last one starting at or before ``:start``."""
         earlier = self.chunks.alias("earlier")
+        start, end = sa.bindparam("start", type_=sa.BigInteger), sa.bindparam("end", type_=sa.BigInteger)
         first = (
             sa.select(sa.func.max(earlier.c.start))
             .where(earlier.c.blob_id == blob_id, earlier.c.start <= start)
@@ -403,14 +405,9 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
 
     def _read_chunks(self, blob_id: int, start: int, end: int) -> bytes:
         """Bytes *start* to *end* of the chunks *blob_id*; fewer if the chunks are gone."""
-        chunks = self.chunks.alias("chunk")
-        query = (
-            sa.select(chunks.c.start, chunks.c.data)
-            .where(self._covering(chunks, blob_id, start, end))
-            .order_by(chunks.c.start)
-        )
+        parameters = {"blob_id": blob_id, "start": start, "end": end}
         with self._connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(self._queries["chunks"], parameters).all()
         return _cut(rows, start, end)
 
     def _below(self, query: Any, prefix: str) -> Any:
@@ -446,40 +443,47 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
         with self._connect() as connection:
             return connection.execute(query).first() is not None
 
-    def _parts(self, key: str, start: int | None = None, end: int | None = None) -> Any:
-        """One query (so one snapshot) for *key*'s value, or bytes *start* to *end* of it.
+    def _build_queries(self) -> dict[str, Any]:
+        """The queries reads of values run, built once (with named parameters).
 
-        Its rows are ordered by their ``start``: first the row's own value (or that range
-        of it), numbered -1 and empty for a value in chunks, then the chunks needed.
-        No row means no key.
+        ``value`` (``:key``) and ``range`` (``:key``, ``:start``, ``:end``, and ``:from``
+        and ``:length`` for SQL's substr, which counts from 1 and takes 32-bit numbers)
+        are one query each, so one snapshot: their rows are ordered by ``start``, first
+        the row's own value (or that range of it), numbered -1 and empty for a value in
+        chunks, then the chunks needed; no row means no key. ``chunks`` (``:blob_id``,
+        ``:start``, ``:end``) reads a range of one value's chunks.
         """
         table, chunks = self.table, self.chunks.alias("chunk")
-        own = table.c.value
-        chunk_rows = sa.select(chunks.c.start, chunks.c.data).where(
-            chunks.c.blob_id == table.c.blob_id, table.c.key == key
+        key = table.c.key == sa.bindparam("key", type_=table.c.key.type)
+        queries = {}
+        for name in ("value", "range"):
+            own = table.c.value
+            chunk_rows = sa.select(chunks.c.start, chunks.c.data).where(chunks.c.blob_id == table.c.blob_id, key)
+            if name == "range":
+                own = sa.func.substr(
+                    own,
+                    sa.cast(sa.bindparam("from", type_=sa.Integer), sa.Integer),
+                    sa.cast(sa.bindparam("length", type_=sa.Integer), sa.Integer),
+                    type_=sa.LargeBinary,
+                )
+                start = sa.bindparam("start", type_=sa.BigInteger)
+                chunk_rows = chunk_rows.where(table.c.size > start, self._covering(chunks, table.c.blob_id))
+            own_row = sa.select(sa.literal_column("-1", sa.BigInteger).label("start"), own.label("data"))
+            queries[name] = sa.union_all(own_row.where(key), chunk_rows).order_by(sa.literal_column("start"))
+        blob_id = sa.bindparam("blob_id", type_=sa.BigInteger)
+        queries["chunks"] = (
+            sa.select(chunks.c.start, chunks.c.data).where(self._covering(chunks, blob_id)).order_by(chunks.c.start)
         )
-        if start is not None and end is not None:
-            # SQL's substr counts from 1.
-            own = sa.func.substr(
-                own,
-                sa.cast(min(start + 1, _MAX_SQL_INT), sa.Integer),
-                sa.cast(min(end - start, _MAX_SQL_INT), sa.Integer),
-                type_=sa.LargeBinary,
-            )
-            chunk_rows = chunk_rows.where(
-                table.c.size > start, self._covering(chunks, table.c.blob_id, start, end)
-            )
-        own_row = sa.select(sa.literal_column("-1", sa.BigInteger).label("start"), own.label("data"))
-        own_row = own_row.where(table.c.key == key)
-        return sa.union_all(own_row, chunk_rows).order_by(sa.literal_column("start"))
+        return queries
 
     def _get(self, key: str) -> bytes:
         if self.chunks is None:
             query = sa.select(self.table.c.value).where(self.table.c.key == key)
+            parameters: dict[str, Any] = {}
         else:
-            query = self._parts(key)
+            query, parameters = self._queries["value"], {"key": key}
         with self._connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(query, parameters).all()
         if not rows:
             raise KeyNotFoundError(key)
         if self.chunks is None:
@@ -530,12 +534,20 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
 
     def _get_range(self, key: str, start: int, length: int) -> bytes:
         if self.chunks is not None:
+            end = start + length
+            parameters = {
+                "key": key,
+                "start": start,
+                "end": end,
+                "from": min(start + 1, _MAX_SQL_INT),
+                "length": min(length, _MAX_SQL_INT),
+            }
             with self._connect() as connection:
-                rows = connection.execute(self._parts(key, start, start + length)).all()
+                rows = connection.execute(self._queries["range"], parameters).all()
             if not rows:
                 raise KeyNotFoundError(key)
             own, chunks = rows[0], rows[1:]
-            return _cut(chunks, start, start + length) if chunks else bytes(own[1] or b"")
+            return _cut(chunks, start, end) if chunks else bytes(own[1] or b"")
         # SQL's substr counts from 1.
         part = sa.func.substr(
             self.table.c.value,
