@@ -348,7 +348,8 @@ def test_values_longer_than_a_chunk_are_kept_in_chunks(chunked: SQLAlchemyStore)
     rows = sum(-(-size // CHUNK) for size in SIZES if size > CHUNK)  # a value of one chunk stays in its row
     assert _chunk_rows(chunked) == rows
     with chunked.bind.connect() as connection:
-        row_sizes = dict(connection.execute(sa.select(chunked.table.c.key, sa.func.length(chunked.table.c.value))).all())
+        lengths = sa.select(chunked.table.c.key, sa.func.length(chunked.table.c.value))
+        row_sizes = dict(connection.execute(lengths).all())
     assert row_sizes == {f"v{size}": 0 if size > CHUNK else size for size in SIZES}
 
 

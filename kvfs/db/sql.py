@@ -220,7 +220,7 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
     def _use_tables(self, table: Any, chunks: Any | None) -> None:
         self.table = table
         #: The table of chunks, or None for a table in the old layout (values in rows only).
-        self.chunks = chunks
+        self.chunks: Any = chunks
         columns = table.c
         size = sa.func.length(columns.value)
         if chunks is not None:
@@ -339,7 +339,7 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
         table = self.table
         upsert_insert = _UPSERT_INSERTS.get(connection.dialect.name)
         if upsert_insert is not None:
-            statement = upsert_insert(table).values(key=key, **values)
+            statement: Any = upsert_insert(table).values(key=key, **values)
             statement = statement.on_conflict_do_update(
                 index_elements=[table.c.key],
                 set_={name: statement.excluded[name] for name in values},
