@@ -313,7 +313,7 @@ class StoreContract:
     """
 
     #: ``put_file`` reads a large value in bounded chunks instead of all at once. Set it
-    #: to False for backends that must hold a whole value in memory (a dict, a SQL row).
+    #: to False for backends that must hold a whole value in memory (a dict, a Redis string).
     streams_large_values: ClassVar[bool] = True
     #: The largest single read ``put_file`` may ask for when it streams.
     max_streaming_read: ClassVar[int] = 8 * MiB

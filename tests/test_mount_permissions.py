@@ -282,6 +282,7 @@ def test_allow_other_warns_where_the_store_keeps_no_modes(
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     if url == "FS":
+        (tmp_path / "store").mkdir()
         url = f"file://{tmp_path / 'store'}"
     result = _kvfs("mount", "--allow-other", *options, url, mountpoint)
     assert result.returncode == 0, result.stderr

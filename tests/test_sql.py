@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import uuid
@@ -37,11 +38,13 @@ def postgres_store() -> Iterator[SQLAlchemyStore]:
         try:
             yield store
         finally:
-            store.table.drop(store.bind)
+            store.bind.dispose()  # no pooled connection holds a lock on the tables
+            for table in (store.chunks, store.table):
+                if table is not None:
+                    table.drop(store.bind, checkfirst=True)
 
 
 class TestSQLiteContract(StoreContract):
-    streams_large_values = False  # a row is written whole
 
     @pytest.fixture
     def store(self, sqlite_store: SQLAlchemyStore) -> SQLAlchemyStore:
@@ -49,7 +52,6 @@ class TestSQLiteContract(StoreContract):
 
 
 class TestPostgreSQLContract(StoreContract):
-    streams_large_values = False
 
     @pytest.fixture
     def store(self, postgres_store: SQLAlchemyStore) -> SQLAlchemyStore:
@@ -88,6 +90,19 @@ def statements(store: SQLAlchemyStore) -> Iterator[Statements]:
 
 def _data_statements(recorder: Statements) -> list[str]:
     return [s for s in recorder.seen if not s.upper().startswith(("BEGIN", "COMMIT", "SELECT 1"))]
+
+
+def _chunk_rows(store: SQLAlchemyStore) -> int:
+    with store.bind.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(store.chunks)).scalar()
+
+
+def _orphan_chunks(store: SQLAlchemyStore) -> int:
+    """Chunks that no row names: left behind by a write that should have removed them."""
+    named = sa.select(store.table.c.blob_id).where(store.table.c.blob_id.is_not(None))
+    query = sa.select(sa.func.count()).select_from(store.chunks).where(store.chunks.c.blob_id.not_in(named))
+    with store.bind.connect() as connection:
+        return connection.execute(query).scalar()
 
 
 def _fetches_values(query: str) -> bool:
@@ -151,6 +166,12 @@ def test_generic_dialects_replace_in_one_transaction(sqlite_store: SQLAlchemySto
         assert sqlite_store.get("dest") == b"kept"
         sqlite_store.copy("key", "dest")
         assert sqlite_store.get("dest") == b"two"
+        sqlite_store.chunk_size = 4
+        for value in (b"0123456789", b"abcdefghij", b"small"):
+            sqlite_store.put("key", value)
+            sqlite_store.copy("key", "dest")
+            assert sqlite_store.get("key") == sqlite_store.get("dest") == value
+        assert _orphan_chunks(sqlite_store) == 0
     finally:
         sql._UPSERT_INSERTS.update(original)
 
@@ -203,15 +224,25 @@ def test_listing_is_case_and_wildcard_exact(store: SQLAlchemyStore) -> None:
 def test_copy_is_insert_select_and_move_an_update(
     store: SQLAlchemyStore, statements: Statements
 ) -> None:
-    store.put("source", b"value")
-    statements.clear()
-    store.copy("source", "copy")
-    written = _data_statements(statements)
-    assert len(written) == 1 and "INSERT" in written[0].upper() and "SELECT" in written[0].upper()
-    statements.clear()
-    store.move("copy", "moved")
-    assert any(s.upper().startswith("UPDATE") for s in _data_statements(statements))
-    assert store.get("moved") == b"value" and "copy" not in store
+    store.chunk_size = 4
+    for source, value in (("small", b"val"), ("chunked", b"0123456789")):
+        store.put(source, value)
+        statements.clear()
+        store.copy(source, "copy")
+        written = _data_statements(statements)
+        # The value is copied by the database, never selected into this process.
+        assert any(s.upper().startswith("INSERT") and "SELECT" in s.upper() for s in written)
+        assert not [s for s in written if s.upper().startswith("SELECT") and _fetches_values(s)]
+        statements.clear()
+        store.move("copy", "moved")
+        assert any(s.upper().startswith("UPDATE") for s in _data_statements(statements))
+        assert store.get("moved") == value and "copy" not in store
+        store.put(source, b"changed")  # the copy is a copy, not a second name
+        assert store.get("moved") == value
+    assert _orphan_chunks(store) == 0
+    for key in ("moved", "chunked", "small"):
+        store.delete(key)
+    assert _chunk_rows(store) == 0
 
 
 # ---------------------------------------------------------------------- tables and engines
@@ -276,3 +307,270 @@ def test_unreachable_database_gives_backend_error() -> None:
 def test_a_database_server_is_remote_and_sqlite_is_not(store: SQLAlchemyStore) -> None:
     # The mount answers lookups from listings only where every request is a round trip.
     assert store.is_remote is (store.bind.dialect.name != "sqlite")
+
+
+def test_check_runs_one_select(store: SQLAlchemyStore, statements: Statements) -> None:
+    statements.clear()
+    store._check()
+    assert "SELECT 1" in statements.seen
+
+
+def test_check_of_an_unreachable_database_raises_backend_error(postgres_store: SQLAlchemyStore) -> None:
+    # The server goes away after the store was opened: an engine to a port nothing
+    # listens on (9, discard, on loopback) in place of the store's.
+    postgres_store._check()
+    postgres_store.bind.dispose()
+    reachable = postgres_store.bind
+    postgres_store.bind = create_engine("postgresql://kvfs:pw@127.0.0.1:9/kvfs")
+    try:
+        with pytest.raises(BackendError, match="SQL database"):
+            postgres_store._check()
+    finally:
+        postgres_store.bind.dispose()
+        postgres_store.bind = reachable
+
+
+# ---------------------------------------------------------------------- values in chunks
+
+CHUNK = 8
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 5 * CHUNK + 3]
+
+
+@pytest.fixture
+def chunked(store: SQLAlchemyStore) -> SQLAlchemyStore:
+    store.chunk_size = CHUNK
+    return store
+
+
+def test_values_longer_than_a_chunk_are_kept_in_chunks(chunked: SQLAlchemyStore) -> None:
+    for size in SIZES:
+        chunked.put(f"v{size}", bytes(range(size)))
+    rows = sum(-(-size // CHUNK) for size in SIZES if size > CHUNK)  # a value of one chunk stays in its row
+    assert _chunk_rows(chunked) == rows
+    with chunked.bind.connect() as connection:
+        lengths = sa.select(chunked.table.c.key, sa.func.length(chunked.table.c.value))
+        row_sizes = dict(connection.execute(lengths).all())
+    assert row_sizes == {f"v{size}": 0 if size > CHUNK else size for size in SIZES}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_range_across_chunk_boundaries(chunked: SQLAlchemyStore, size: int) -> None:
+    value = bytes(range(100, 100 + size))
+    chunked.put("value", value)
+    assert chunked.get("value") == value
+    assert chunked.stat("value").size == size
+    for start in range(size + 2):
+        for length in (1, 2, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK):
+            assert chunked.get_range("value", start, length) == value[start : start + length], (start, length)
+    with chunked.open("value") as file:
+        assert file.read() == value
+        for start in range(0, size + 2, 3):
+            file.seek(start)
+            assert file.read(CHUNK + 2) == value[start : start + CHUNK + 2]
+        assert file.seek(0, io.SEEK_END) == size
+
+
+def test_put_file_streams_in_chunks_and_reads_back(chunked: SQLAlchemyStore, tmp_path: Path) -> None:
+    value = bytes(range(256)) * 3 + b"end"
+    source = tmp_path / "source"
+    source.write_bytes(value)
+    chunked.put_file("from-file", str(source))
+    assert _chunk_rows(chunked) == -(-len(value) // CHUNK)
+    target = tmp_path / "target"
+    chunked.get_file("from-file", str(target))
+    assert target.read_bytes() == value
+    with chunked.open("from-file") as file:
+        assert file.read(5) == value[:5]
+
+
+def test_a_ranged_read_fetches_only_the_chunks_it_covers(
+    chunked: SQLAlchemyStore, statements: Statements, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvfs.db import sql
+
+    value = bytes(range(256)) * 4  # 128 chunks
+    chunked.put("big", value)
+    fetched: list[int] = []
+    cut = sql._cut
+
+    def counting_cut(chunks: Any, start: int, end: int) -> bytes:
+        fetched.append(sum(len(chunk[1]) for chunk in chunks))
+        return cut(chunks, start, end)
+
+    monkeypatch.setattr(sql, "_cut", counting_cut)
+    statements.clear()
+    assert chunked.get_range("big", 100, 2) == value[100:102]  # inside chunk 12
+    assert chunked.get_range("big", 7 * CHUNK - 1, 2) == value[7 * CHUNK - 1 : 7 * CHUNK + 1]  # across two
+    assert chunked.get_range("big", 20 * CHUNK, 3 * CHUNK) == value[20 * CHUNK : 23 * CHUNK]
+    assert fetched == [CHUNK, 2 * CHUNK, 3 * CHUNK]
+    assert len(_data_statements(statements)) == 3  # one query each
+    fetched.clear()
+    with chunked.open("big") as file:
+        file.seek(50 * CHUNK + 1)
+        assert file.read(2) == value[50 * CHUNK + 1 : 50 * CHUNK + 3]
+    # A buffer's worth (one chunk size) from an unaligned position: the two chunks it spans.
+    assert fetched == [2 * CHUNK]
+    statements.clear()
+    assert chunked.stat("big").size == len(value)
+    assert chunked.get_range("big", len(value), 10) == b""
+    queries = _data_statements(statements)
+    assert not [q for q in queries[:1] if "_chunks" in q]  # stat never touches the chunks
+
+
+def test_replacing_a_chunked_value_is_atomic(chunked: SQLAlchemyStore) -> None:
+    values = [bytes([n]) * (CHUNK * 20 + n) for n in range(1, 4)]
+    chunked.put("shared", values[0])
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def write() -> None:
+        for round_ in range(30):
+            chunked.put("shared", values[round_ % 3])
+            chunked.put_file("shared", io.BytesIO(values[(round_ + 1) % 3]))
+        stop.set()
+
+    def read() -> None:
+        while not stop.is_set():
+            whole = chunked.get("shared")
+            if whole not in values:
+                problems.append(f"torn value of {len(whole)} bytes")
+            part = chunked.get_range("shared", CHUNK * 19, CHUNK * 3)
+            if len(set(part)) != 1:
+                problems.append("a range mixing two values")
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(write), pool.submit(read), pool.submit(read)]
+        for future in futures:
+            future.result()
+    assert problems == []
+    assert chunked.get("shared") in values
+    assert _orphan_chunks(chunked) == 0
+    assert _chunk_rows(chunked) == 21  # only the current value's chunks remain
+
+
+def test_a_failed_put_file_keeps_the_old_value(chunked: SQLAlchemyStore) -> None:
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            if self.sent >= 5 * CHUNK:
+                raise OSError("the source broke")
+            buffer[:CHUNK] = b"x" * CHUNK
+            self.sent += CHUNK
+            return CHUNK
+
+    old = b"o" * (3 * CHUNK)
+    chunked.put("value", old)
+    with pytest.raises(OSError, match="the source broke"):
+        chunked.put_file("value", Failing())  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="the source broke"):
+        chunked.put_file("new", Failing())  # type: ignore[arg-type]
+    assert chunked.get("value") == old
+    assert "new" not in chunked
+    assert _chunk_rows(chunked) == 3 and _orphan_chunks(chunked) == 0
+
+
+def test_an_open_value_replaced_while_read_raises(chunked: SQLAlchemyStore) -> None:
+    chunked.put("value", b"a" * (4 * CHUNK))
+    with chunked.open("value") as file:
+        assert file.read(CHUNK) == b"a" * CHUNK
+        chunked.put("value", b"b" * (4 * CHUNK))
+        with pytest.raises(BackendError, match="replaced while it was read"):
+            file.read()  # never a mix of a's and b's
+    with chunked.open("value") as file:
+        assert file.read() == b"b" * (4 * CHUNK)
+
+
+def test_delete_move_and_overwrites_leave_no_chunk_behind(chunked: SQLAlchemyStore) -> None:
+    big, other = b"1" * (3 * CHUNK), b"2" * (2 * CHUNK + 1)
+    chunked.put("a", big)
+    chunked.put("b", other)
+    chunked.move("a", "b")  # replaces a chunked value
+    assert chunked.get("b") == big and "a" not in chunked
+    chunked.copy("b", "c")
+    chunked.put("b", b"small")
+    assert chunked.get("c") == big
+    assert sorted(chunked.keys()) == ["b", "c"]
+    assert {info.key: info.size for info in chunked.iter_level()} == {"b": 5, "c": len(big)}
+    assert _orphan_chunks(chunked) == 0
+    chunked.delete("c")
+    assert _chunk_rows(chunked) == 0
+
+
+# ---------------------------------------------------------------------- the old layout
+
+
+def _old_table(engine: Any, name: str, with_modified: bool) -> Any:
+    """A table as simplekv (no ``modified``) or kvfs 0.1 made it: every value in its row."""
+    metadata = sa.MetaData()
+    columns = [
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("value", sa.LargeBinary, nullable=False),
+    ]
+    if with_modified:
+        columns.append(sa.Column("modified", sa.Double()))
+    table = sa.Table(name, metadata, *columns)
+    metadata.create_all(engine)
+    return table
+
+
+@pytest.mark.parametrize("with_modified", [False, True], ids=["simplekv", "kvfs-0.1"])
+def test_an_old_table_is_read_and_migrated(store: SQLAlchemyStore, with_modified: bool) -> None:
+    engine, name = store.bind, f"old_{uuid.uuid4().hex[:8]}"
+    old = _old_table(engine, name, with_modified)
+    big = bytes(range(256)) * 40  # 10 KiB, 10 chunks of 1 KiB
+    with engine.begin() as connection:
+        connection.execute(old.insert(), [{"key": "big", "value": big}, {"key": "small", "value": b"tiny"}])
+    try:
+        older = SQLAlchemyStore(engine, sa.MetaData(), name)
+        older.chunk_size = 1024
+        assert older.chunks is None  # used as it is: no column added, no table created
+        assert not sa.inspect(engine).has_table(name + "_chunks")
+        assert older.get("big") == big and older.get_range("big", 1000, 100) == big[1000:1100]
+        older.put("written-old-way", big)
+        with older.open("big") as file:
+            assert file.read() == big
+
+        assert older.migrate() == 2  # the two values longer than a chunk
+        assert older.chunks is not None and older.migrate() == 0
+        assert _chunk_rows(older) == 20
+        for key, value in (("big", big), ("small", b"tiny"), ("written-old-way", big)):
+            assert older.get(key) == value
+            assert older.stat(key).size == len(value)
+            assert older.get_range(key, 1020, 10) == value[1020:1030]
+        older.put("new", big + b"!")
+        assert _chunk_rows(older) == 31
+        assert older.stat("new").last_modified is not None
+        reopened = SQLAlchemyStore(engine, sa.MetaData(), name)  # the new layout is recognised
+        assert reopened.chunks is not None and reopened.get("new") == big + b"!"
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}_chunks"')
+            connection.exec_driver_sql(f'DROP TABLE "{name}"')
+
+
+def test_old_single_row_values_keep_working_in_a_migrated_table(store: SQLAlchemyStore) -> None:
+    engine, name = store.bind, f"old_{uuid.uuid4().hex[:8]}"
+    old = _old_table(engine, name, with_modified=True)
+    try:
+        older = SQLAlchemyStore(engine, sa.MetaData(), name)
+        older.chunk_size = 4
+        older.migrate(move_values=False)
+        # A writer of the old layout (simplekv, kvfs 0.1) still puts whole rows.
+        with engine.begin() as connection:
+            connection.execute(old.insert().values(key="old", value=b"0123456789", modified=1.0))
+        assert older.get("old") == b"0123456789"
+        assert older.stat("old").size == 10
+        assert older.get_range("old", 3, 4) == b"3456"
+        older.copy("old", "copied")
+        assert older.get("copied") == b"0123456789"
+        older.put("old", b"abcdefghij")  # rewritten: now in chunks
+        assert older.get("old") == b"abcdefghij" and _chunk_rows(older) == 3
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}_chunks"')
+            connection.exec_driver_sql(f'DROP TABLE "{name}"')
