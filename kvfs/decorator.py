@@ -62,6 +62,7 @@ class StoreDecorator(KeyValueStore):
     allows_key_and_prefix = _forwarded("allows_key_and_prefix")
     ttl_support = _forwarded("ttl_support")
     is_remote = _forwarded("is_remote")
+    supports_listing = _forwarded("supports_listing")
     max_key_length = _forwarded("max_key_length")
     max_component_length = _forwarded("max_component_length")
 

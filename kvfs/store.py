@@ -113,6 +113,10 @@ class KeyValueStore:
     #: Every call is a round trip to a server over the network (S3, GCS, Redis, a
     #: database server): worth saving even at the cost of a bigger answer.
     is_remote: ClassVar[bool] = False
+    #: The store can list its keys (``keys``, ``iter_level``, ``has_directory``,
+    #: ``describe``). Without it (memcached) those raise
+    #: :class:`~kvfs.errors.ListingUnsupportedError` and the store cannot be mounted.
+    supports_listing: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ validation
 
