@@ -118,9 +118,12 @@ def serve(
     """Mount *store* at *mountpoint* and serve it until the mount is unmounted.
 
     Blocks; *on_ready* is called (from a FUSE thread) once the mount is usable. Raises
-    :class:`MountError` for an unusable mount point or a mount that failed, and
-    :class:`~kvfs.mount.errors.FuseUnavailableError` when FUSE is missing.
+    :class:`MountError` for an unusable mount point, a store that cannot list its keys
+    (``supports_listing`` False: a directory could not be shown) or a mount that failed,
+    and :class:`~kvfs.mount.errors.FuseUnavailableError` when FUSE is missing.
     """
+    if not store.supports_listing:
+        raise MountError(errno.EOPNOTSUPP, f"{store!r} cannot list its keys, so it cannot be mounted")
     options = options or MountOptions()
     check_fuse()
     path = check_mountpoint(mountpoint)
