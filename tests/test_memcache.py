@@ -147,10 +147,11 @@ def test_the_mount_refuses_it(store: MemcacheStore, tmp_path) -> None:
         serve(store, str(tmp_path))
 
 
-def test_the_cli_refuses_to_mount_it(tmp_path) -> None:
+@pytest.mark.parametrize("mode", [[], ["--foreground"]], ids=["daemon", "foreground"])
+def test_the_cli_refuses_to_mount_it(tmp_path, mode: list[str]) -> None:
     require_server("memcached")
     result = subprocess.run(
-        [*kvfs_command(), "mount", "--foreground", memcached_url(), str(tmp_path)],
+        [*kvfs_command(), "mount", *mode, memcached_url(), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -158,6 +159,7 @@ def test_the_cli_refuses_to_mount_it(tmp_path) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot list its keys" in lines[0], result.stderr
+    assert "Errno" not in lines[0]
 
 
 # ---------------------------------------------------------------------- clients and URLs

@@ -332,7 +332,8 @@ def _daemon() -> None:
     try:
         serve(store, settings["mountpoint"], MountOptions(**settings["options"]), on_ready=ready, name=_fsname(settings["url"]))
     except Exception as error:
-        report(f"error: {error}")
+        # An OSError's own sentence, without its "[Errno N]".
+        report(f"error: {error.strerror if isinstance(error, OSError) and error.strerror else error}")
         sys.exit(1)
     finally:
         store.close()
