@@ -17,7 +17,7 @@ blob = pytest.importorskip("azure.storage.blob")
 
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from servers import AZURITE_KEY, azure_connection_string, require_server  # noqa: E402
+from servers import AZURITE_KEY, azure_connection_string, require_server, start_service, stop_service  # noqa: E402
 
 from kvfs import BackendError, open_store  # noqa: E402
 from kvfs.net.azurestore import BLOCK_SIZE, AzureBlockBlobStore  # noqa: E402
@@ -213,3 +213,18 @@ def test_any_valid_key_without_backslash_round_trips(data: st.DataObject) -> Non
         assert store.keys() == [key]
         store.delete(key)
         assert key not in store
+
+
+@pytest.mark.timeout(180)
+def test_stopped_server_gives_backend_error_then_recovers() -> None:
+    with _store() as store:
+        store.put("survivor", b"value")
+        stop_service("azurite")
+        try:
+            for call in (lambda: store.get("survivor"), store._check):
+                with pytest.raises(BackendError, match="Azure"):
+                    call()
+        finally:
+            start_service("azurite")
+        # Azurite keeps its data on disk, under the services directory.
+        assert store.get("survivor") == b"value"

@@ -36,6 +36,8 @@ BLOCK_SIZE = 8 * MiB
 GET_CHUNK_SIZE = 4 * MiB
 #: Lifetime of a SAS URL when ``url_valid_time`` is 0, in seconds.
 DEFAULT_URL_VALID_TIME = 3600
+#: The first pause before a failed request is retried, in seconds (then 2.5 and 4.5).
+RETRY_BACKOFF = 0.5
 #: How often a pending server-side copy is polled, in seconds.
 COPY_POLL_INTERVAL = 0.2
 
@@ -86,7 +88,8 @@ class AzureBlockBlobStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValue
     :data:`SINGLE_PUT_SIZE`). With *checksum*, every request carries an MD5 of its
     bytes, which the server (on writes) or the client (on reads) checks, and values
     written by ``put`` keep their MD5 as ``Content-MD5``. *socket_timeout* (seconds)
-    bounds each connection attempt and read; without it, 20 and 60 seconds.
+    bounds each connection attempt and read; without it, 20 and 60 seconds. A failed
+    request is retried three times within about eight seconds.
 
     Beyond simplekv, keyword-only: *prefix* is prepended to every blob name as it is
     (give it a trailing ``/`` to make it a directory); *url_valid_time* is the lifetime
@@ -100,8 +103,9 @@ class AzureBlockBlobStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValue
     and times, :meth:`copy` runs on the server.
 
     Keys cannot hold ``\\``, which the service turns into ``/`` (so ``a\\b`` would
-    overwrite ``a/b``): they raise :class:`~kvfs.errors.InvalidKeyError`. A missing blob raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the
-    service or the network does wrong (wrong key, no container, timeouts) raises
+    overwrite ``a/b``): they raise :class:`~kvfs.errors.InvalidKeyError`. A missing blob
+    raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the service or the
+    network does wrong (wrong key, no container, timeouts) raises
     :class:`~kvfs.errors.BackendError` with the service's message, never a secret.
     """
 
@@ -150,7 +154,11 @@ class AzureBlockBlobStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValue
                     max_chunk_get_size=GET_CHUNK_SIZE,
                     connection_timeout=socket_timeout or 20,
                     read_timeout=socket_timeout or 60,
-                    retry_total=3,
+                    # Three retries within seconds: the SDK's default backoff (15 s and
+                    # up) keeps a call to a dead server waiting for over a minute.
+                    retry_policy=_blob.ExponentialRetry(
+                        initial_backoff=RETRY_BACKOFF, increment_base=2, retry_total=3, random_jitter_range=0.5
+                    ),
                 )
         self.client = client
         self._block_size = max_block_size or BLOCK_SIZE
