@@ -63,6 +63,7 @@ class StoreDecorator(KeyValueStore):
     ttl_support = _forwarded("ttl_support")
     is_remote = _forwarded("is_remote")
     keeps_metadata = _forwarded("keeps_metadata")
+    supports_listing = _forwarded("supports_listing")
     max_key_length = _forwarded("max_key_length")
     max_component_length = _forwarded("max_component_length")
 

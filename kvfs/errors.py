@@ -66,6 +66,10 @@ class NotADirectoryKeyError(BackendError):
     """
 
 
+class ListingUnsupportedError(BackendError, NotImplementedError):
+    """The store cannot list its keys (its ``supports_listing`` flag is False; memcached)."""
+
+
 class MissingExtraError(KvfsError, ImportError):
     """An optional dependency of a backend is not installed."""
 
@@ -87,5 +91,6 @@ __all__ = [
     "BackendError",
     "ReadOnlyError",
     "NotADirectoryKeyError",
+    "ListingUnsupportedError",
     "MissingExtraError",
 ]

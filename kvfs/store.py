@@ -137,6 +137,10 @@ class KeyValueStore:
     #: values and directories, and :meth:`stat`, :meth:`describe` and :meth:`iter_level`
     #: report the mode and owner in :class:`KeyInfo`.
     keeps_metadata: ClassVar[bool] = False
+    #: The store can list its keys (``keys``, ``iter_level``, ``has_directory``,
+    #: ``describe``). Without it (memcached) those raise
+    #: :class:`~kvfs.errors.ListingUnsupportedError` and the store cannot be mounted.
+    supports_listing: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ validation
 

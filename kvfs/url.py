@@ -14,6 +14,8 @@ Supported schemes (:data:`SCHEMES`) and the backend each opens::
     redis://[:password@]host:6379/0             RedisStore (kvfs.memory.redisstore)
     s3://[access_key:secret_key@]bucket/prefix  Boto3Store (kvfs.net.boto3store)
     gs://bucket/prefix                          GoogleCloudStore (kvfs.net.gcstore)
+    azure://container/prefix                    AzureBlockBlobStore (kvfs.net.azurestore)
+    memcached://host:11211                      MemcacheStore (kvfs.memory.memcachestore)
 
 Decorator parameters, applied innermost first in this order whatever their order in
 the URL: ``prefix=P`` (:class:`~kvfs.decorator.PrefixDecorator`), ``urlencode=1``
@@ -252,6 +254,48 @@ def _open_gcs(url: StoreURL) -> KeyValueStore:
     return GoogleCloudStore(credentials, bucket, create, location, project, **options)
 
 
+#: Where an azure:// URL's connection string comes from, unless ?connection_string_env=NAME.
+AZURE_CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+
+
+def _open_azure(url: StoreURL) -> KeyValueStore:
+    from .net.azurestore import AzureBlockBlobStore
+
+    container, prefix = _bucket_and_prefix(url)
+    if url.parts.username or url.parts.password:
+        raise ValueError(f"{url}: give Azure credentials in ${AZURE_CONNECTION_STRING_ENV}, not in the URL")
+    options: dict[str, Any] = {"prefix": prefix}
+    client = url.pop("client")
+    variable = url.pop("connection_string_env", AZURE_CONNECTION_STRING_ENV)
+    conn_string = None
+    if client is not None:
+        options["client"] = client
+    else:
+        conn_string = os.environ.get(variable)
+        if not conn_string:
+            raise ValueError(f"{url}: environment variable {variable!r} (the storage account's connection string) is not set")
+    options["create_if_missing"] = url.pop_bool("create")
+    options["public"] = url.pop_bool("public")
+    options["checksum"] = url.pop_bool("checksum")
+    for name in ("max_connections", "url_valid_time"):
+        value = url.pop_int(name)
+        if value is not None:
+            options[name] = value
+    url.reject_unknown()
+    return AzureBlockBlobStore(conn_string, container, **options)
+
+
+def _open_memcached(url: StoreURL) -> KeyValueStore:
+    from .memory.memcachestore import MemcacheStore
+
+    options: dict[str, Any] = {}
+    ttl = url.pop_int("default_ttl_secs")
+    if ttl is not None:
+        options["default_ttl_secs"] = ttl
+    url.reject_unknown()
+    return MemcacheStore.from_url(url.backend_url, **options)
+
+
 #: The registry of URL schemes, by scheme name. The CLI and the mount use it through
 #: :func:`open_store`; a new backend adds one entry.
 SCHEMES: dict[str, Scheme] = {}
@@ -271,6 +315,8 @@ for _scheme in (
     Scheme(("redis", "rediss"), "redis://host:6379/0", _open_redis),
     Scheme(("s3",), "s3://bucket/prefix?endpoint_url=http://host:port", _open_s3),
     Scheme(("gs",), "gs://bucket/prefix?project=NAME", _open_gcs),
+    Scheme(("azure",), "azure://container/prefix (connection string in $AZURE_STORAGE_CONNECTION_STRING)", _open_azure),
+    Scheme(("memcached",), "memcached://host:11211", _open_memcached),
 ):
     register_scheme(_scheme)
 

@@ -22,7 +22,7 @@ from kvfs.store import KeyValueStore
 #: Store kinds every mount behaviour is tested on.
 STORE_KINDS = ["dict", "fs", "sql"]
 #: Store kinds on test servers, for the tests of whole programs and of interplay.
-SERVER_KINDS = ["s3", "gcs"]
+SERVER_KINDS = ["s3", "gcs", "azure"]
 
 
 def require_fuse() -> None:
@@ -89,6 +89,16 @@ def make_store(kind: str, root: pathlib.Path) -> KeyValueStore:
         return GoogleCloudStore(
             AnonymousCredentials(), "kvfs-mount-tests", project="test", prefix=f"{uuid.uuid4().hex}/", client=client
         )
+    if kind == "azure":
+        pytest.importorskip("azure.storage.blob")
+        import uuid
+
+        from servers import azure_connection_string, require_server
+
+        from kvfs.net.azurestore import AzureBlockBlobStore
+
+        require_server("azurite")
+        return AzureBlockBlobStore(azure_connection_string(), "kvfs-mount-tests", prefix=f"{uuid.uuid4().hex}/")
     raise ValueError(kind)
 
 

@@ -27,6 +27,8 @@ DEFAULT_URLS = {
     "moto": "http://127.0.0.1:24030",
     "seaweed": "http://127.0.0.1:24040",
     "gcs": "http://127.0.0.1:24050",
+    "azurite": "http://127.0.0.1:24060/devstoreaccount1",
+    "memcached": "memcached://127.0.0.1:24070",
 }
 _ENV = {
     "redis": "KVFS_TEST_REDIS_URL",
@@ -34,8 +36,20 @@ _ENV = {
     "moto": "KVFS_TEST_MOTO_URL",
     "seaweed": "KVFS_TEST_SEAWEED_URL",
     "gcs": "KVFS_TEST_GCS_URL",
+    "azurite": "KVFS_TEST_AZURE_URL",
+    "memcached": "KVFS_TEST_MEMCACHED_URL",
 }
-_ALIASES = {"postgresql": "postgres", "seaweedfs": "seaweed", "fake-gcs": "gcs", "fake-gcs-server": "gcs"}
+_ALIASES = {
+    "postgresql": "postgres",
+    "seaweedfs": "seaweed",
+    "fake-gcs": "gcs",
+    "fake-gcs-server": "gcs",
+    "azure": "azurite",
+    "memcache": "memcached",
+}
+# Azurite's well-known development account (public, the same in every Azurite).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 SERVICE_NAMES = tuple(DEFAULT_URLS)
 
@@ -45,7 +59,7 @@ def _canon(name: str) -> str:
 
 
 def service_url(name: str) -> str:
-    """The URL of test server ``name`` (redis, postgres, moto, seaweed or gcs)."""
+    """The URL of test server ``name`` (redis, postgres, moto, seaweed, gcs, azurite or memcached)."""
     name = _canon(name)
     if name not in DEFAULT_URLS:
         raise KeyError(f"unknown test server {name!r}; known: {', '.join(SERVICE_NAMES)}")
@@ -83,6 +97,19 @@ def seaweed_credentials() -> tuple[str, str]:
 def gcs_url() -> str:
     """Endpoint of fake-gcs-server (``KVFS_TEST_GCS_URL``), for ``STORAGE_EMULATOR_HOST``."""
     return service_url("gcs")
+
+
+def azure_connection_string() -> str:
+    """Connection string of Azurite's blob service (``KVFS_TEST_AZURE_CONNECTION_STRING``)."""
+    return os.environ.get("KVFS_TEST_AZURE_CONNECTION_STRING") or (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint={service_url('azurite')};"
+    )
+
+
+def memcached_url() -> str:
+    """``memcached://127.0.0.1:24070`` unless ``KVFS_TEST_MEMCACHED_URL`` says otherwise."""
+    return service_url("memcached")
 
 
 def host_port(name: str) -> tuple[str, int]:

@@ -157,10 +157,13 @@ def serve(
     Blocks; *on_ready* is called (from a FUSE thread) once the mount is usable. Returns
     when the mount is unmounted, also when a signal (Ctrl-C, ``SIGTERM``) ended it:
     libfuse unmounts then. Raises :class:`MountError` for an unusable mount point (one
-    inside a directory the store keeps its data in, see :func:`check_outside_store`) or
-    a mount that failed, and :class:`~kvfs.mount.errors.FuseUnavailableError` when FUSE
-    is missing.
+    inside a directory the store keeps its data in, see :func:`check_outside_store`), a
+    store that cannot list its keys (``supports_listing`` False: a directory could not
+    be shown) or a mount that failed, and :class:`~kvfs.mount.errors.FuseUnavailableError`
+    when FUSE is missing.
     """
+    if not store.supports_listing:
+        raise MountError(errno.EOPNOTSUPP, f"{store!r} cannot list its keys, so it cannot be mounted")
     options = options or MountOptions()
     check_fuse()
     check_outside_store(store, mountpoint)

@@ -1,6 +1,7 @@
-"""Object-store backends: S3 in :mod:`kvfs.net.boto3store`, GCS in :mod:`kvfs.net.gcstore`.
+"""Object-store backends: S3 in :mod:`kvfs.net.boto3store`, GCS in :mod:`kvfs.net.gcstore`,
+Azure Blob Storage in :mod:`kvfs.net.azurestore`.
 
-What both need around their client libraries lives here: :func:`open_streamed`, a
+What they need around their client libraries lives here: :func:`open_streamed`, a
 seekable file that reads one response stream from the current position and starts a new
 (ranged) request only after a seek, so reading a whole value is one request and reading
 a part of a large value transfers about that part; and :class:`UploadSource`, which
@@ -22,7 +23,7 @@ READ_BUFFER_SIZE = 256 * 1024
 
 
 class BucketStoreCapabilities:
-    """The capability flags every object-store backend (S3, GCS) shares.
+    """The capability flags every object-store backend (S3, GCS, Azure) shares.
 
     A request each, with metadata, ranges and one-level listings natively; directory
     markers are ``dir/`` objects, as other tools of these services make them.
