@@ -14,6 +14,7 @@ Supported schemes (:data:`SCHEMES`) and the backend each opens::
     redis://[:password@]host:6379/0             RedisStore (kvfs.memory.redisstore)
     s3://[access_key:secret_key@]bucket/prefix  Boto3Store (kvfs.net.boto3store)
     gs://bucket/prefix                          GoogleCloudStore (kvfs.net.gcstore)
+    fsspec+PROTOCOL://path?option=value         FsspecStore (kvfs.net.fsspecstore)
 
 Decorator parameters, applied innermost first in this order whatever their order in
 the URL: ``prefix=P`` (:class:`~kvfs.decorator.PrefixDecorator`), ``urlencode=1``
@@ -251,6 +252,17 @@ def _open_gcs(url: StoreURL) -> KeyValueStore:
     return GoogleCloudStore(credentials, bucket, create, location, project, **options)
 
 
+def _open_fsspec(url: StoreURL) -> KeyValueStore:
+    from .net.fsspecstore import FsspecStore
+
+    protocol = url.scheme.partition("+")[2]
+    if not protocol:
+        raise ValueError(f"{url}: name the filesystem: fsspec+PROTOCOL://path, e.g. fsspec+memory://")
+    options = dict(url.params)
+    url.params.clear()  # every other parameter is a storage option of the filesystem
+    return FsspecStore.from_url(f"{protocol}://{url.parts.netloc}{url.parts.path}", **options)
+
+
 #: The registry of URL schemes, by scheme name. The CLI and the mount use it through
 #: :func:`open_store`; a new backend adds one entry.
 SCHEMES: dict[str, Scheme] = {}
@@ -270,8 +282,16 @@ for _scheme in (
     Scheme(("redis", "rediss"), "redis://host:6379/0", _open_redis),
     Scheme(("s3",), "s3://bucket/prefix?endpoint_url=http://host:port", _open_s3),
     Scheme(("gs",), "gs://bucket/prefix?project=NAME", _open_gcs),
+    # A family: every fsspec+PROTOCOL scheme (see _scheme_named).
+    Scheme(("fsspec+",), "fsspec+PROTOCOL://path (any fsspec filesystem)", _open_fsspec),
 ):
     register_scheme(_scheme)
+
+
+def _scheme_named(name: str) -> Scheme | None:
+    """The registry entry for scheme *name*: its own, else its family's (``fsspec+`` for ``fsspec+s3``)."""
+    family = name.partition("+")[0] + "+"
+    return SCHEMES.get(name) or (SCHEMES.get(family) if "+" in name else None)
 
 
 def _expected() -> str:
@@ -308,7 +328,7 @@ def parse_store_url(url: str, options: Mapping[str, Any] | None = None) -> Store
     except ValueError as error:
         raise ValueError(f"{mask_url(url)!r} is not a valid URL ({error}); {_expected()}") from None
     scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
+    if _scheme_named(scheme) is None:
         raise ValueError(
             f"unknown store URL scheme {scheme + '://'!r} in {mask_url(url)!r}; {_expected()}"
         )
@@ -335,7 +355,8 @@ def open_store(url: str, **options: Any) -> KeyValueStore:
     raises when it cannot be reached at construction.
     """
     parsed = parse_store_url(url, options)
-    scheme = SCHEMES[parsed.scheme]
+    scheme = _scheme_named(parsed.scheme)
+    assert scheme is not None  # parse_store_url checked it
     store = scheme.open(parsed)
     try:
         return _decorate(store, parsed)

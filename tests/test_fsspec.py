@@ -204,13 +204,15 @@ def test_pickles_by_url(sqlite_url):
 # ---------------------------------------------------------------------- fsspec's own suite
 #
 # fsspec.tests.abstract checks copy, get, put, open and pipe against a filesystem. Run
-# over a DictStore (empty directories kept as markers) through the class's own fixtures.
+# over a DictStore (empty directories kept as markers, a key and keys below it may
+# coexist) and a FilesystemStore (real directories, staging files). All of it applies.
 
 
 class KvfsFixtures(abstract.AbstractFixtures):
-    @pytest.fixture
-    def fs(self):
-        return KvfsFileSystem(store=DictStore())
+    @pytest.fixture(params=["dict", "filesystem"])
+    def fs(self, request, store_dir):
+        store = DictStore() if request.param == "dict" else FilesystemStore(store_dir)
+        return KvfsFileSystem(store=store)
 
     @pytest.fixture
     def fs_join(self):
