@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import fsspec
@@ -9,9 +10,14 @@ import pandas as pd
 import pytest
 from fsspec.tests import abstract
 
+from kvfs import open_store
 from kvfs.fs import FilesystemStore
 from kvfs.fsspec import KvfsFileSystem
 from kvfs.memory import DictStore
+from kvfs.net.fsspecstore import FsspecStore
+
+from cli_support import invoke
+from mount_support import mount_store
 
 
 def _frame() -> pd.DataFrame:
@@ -245,3 +251,63 @@ class TestFsspecOpen(abstract.AbstractOpenTests, KvfsFixtures):
 
 class TestFsspecPipe(abstract.AbstractPipeTests, KvfsFixtures):
     pass
+
+
+# ---------------------------------------------------------------------- fsspec filesystems as stores
+
+
+def test_fsspec_store_over_local_directory(tmp_path):
+    store = FsspecStore("file", str(tmp_path / "root"))
+    store.put("a/b", b"value")
+    assert (tmp_path / "root" / "a" / "b").read_bytes() == b"value"
+    assert (store.fast_stat, store.fast_ranges, store.fast_level_listing) == (True, True, True)
+    assert (store.is_remote, store.supports_directories, store.allows_key_and_prefix) == (False, True, False)
+    assert store.get_range("a/b", 1, 3) == b"alu"
+    store.move("a/b", "c")
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["a", "c"]
+
+
+def test_fsspec_store_url_options_are_storage_options():
+    store = open_store("fsspec+memory://opts?global_store=false&skip_instance_cache=true")
+    other = open_store("fsspec+memory://opts?global_store=false&skip_instance_cache=true")
+    store.put("k", b"v")
+    assert "k" not in other, "global_store=false did not reach the memory filesystem as False"
+    assert open_store("fsspec+memory://opts?readonly=1").supports_writes is False
+
+
+def test_fsspec_store_errors():
+    with pytest.raises(ValueError, match="Protocol not known"):
+        open_store("fsspec+no-such-protocol://x")
+    with pytest.raises(ValueError, match="name the filesystem"):
+        open_store("fsspec+://x")
+    with pytest.raises(KeyError):
+        open_store("fsspec+memory://errors").get("missing")
+    with pytest.raises(TypeError):
+        FsspecStore(fsspec.filesystem("memory"), "", anon=True)
+
+
+def test_fsspec_store_pickles():
+    store = FsspecStore(fsspec.filesystem("memory"), "/pickled")
+    store.put("k", b"v")
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.get("k") == b"v"
+
+
+def test_fsspec_store_with_the_command_line(tmp_path):
+    source = tmp_path / "source"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "f.txt").write_bytes(b"via fsspec")
+    target = f"fsspec+file://{tmp_path}/target"
+    result = invoke(["cp", str(source), target])
+    assert result.exit_code == 0, result.output
+    assert invoke(["cat", target, "d/f.txt"]).stdout_bytes == b"via fsspec"
+
+
+def test_fsspec_store_mounts(tmp_path):
+    store = open_store(f"fsspec+file://{tmp_path}/root")
+    store.put("d/f", b"mounted")
+    with mount_store(store, tmp_path / "mnt") as mountpoint:
+        assert (mountpoint / "d" / "f").read_bytes() == b"mounted"
+        (mountpoint / "d" / "g").write_bytes(b"written")
+        assert sorted(os.listdir(mountpoint / "d")) == ["f", "g"]
+    assert store.get("d/g") == b"written"
