@@ -359,6 +359,22 @@ class KvfsFile(AbstractBufferedFile):
         with _missing_as_fnf(self.path):
             return self.fs.store.get_range(self.path, start, max(0, end - start))
 
+    def read(self, length: int = -1) -> bytes:
+        """Read *length* bytes (all that is left for -1).
+
+        A read of a block or more (PyArrow reads whole column chunks) is one ranged
+        read of exactly that: through the read-ahead cache it would fetch a block more
+        than asked and copy the result once again.
+        """
+        length = -1 if length is None else int(length)
+        if self.mode == "rb" and not self.closed and (length < 0 or length >= self.blocksize):
+            end = self.size if length < 0 else min(self.size, self.loc + length)
+            if end - self.loc >= self.blocksize:
+                data = self._fetch_range(self.loc, end)
+                self.loc += len(data)
+                return data
+        return super().read(length)
+
     def _upload_chunk(self, final: bool = False) -> bool:
         self.buffer.seek(0)
         shutil.copyfileobj(self.buffer, self._sink)
