@@ -67,6 +67,29 @@ def test_pandas_writes_parquet_through_a_store_object():
     pd.testing.assert_frame_equal(read, frame)
 
 
+def test_dask_reads_csv_files_by_glob(sqlite_url):
+    import dask.dataframe as dd
+
+    options = {"store": sqlite_url}
+    for part in range(3):
+        frame = pd.DataFrame({"n": range(part * 10, part * 10 + 10)})
+        frame.to_csv(f"kvfs://csv/part{part}.csv", index=False, storage_options=options)
+    data = dd.read_csv("kvfs://csv/*.csv", storage_options=options)
+    assert data.npartitions == 3
+    assert int(data.n.sum().compute(scheduler="sync")) == sum(range(30))
+
+
+def test_xarray_writes_and_opens_zarr(sqlite_url):
+    import numpy as np
+    import xarray as xr
+
+    options = {"store": sqlite_url}
+    data = xr.Dataset({"t": (("x", "y"), np.arange(12.0).reshape(3, 4))}, coords={"x": [1, 2, 3]})
+    data.to_zarr("kvfs://z/data.zarr", storage_options=options, mode="w", consolidated=False)
+    opened = xr.open_zarr("kvfs://z/data.zarr", storage_options=options, consolidated=False)
+    xr.testing.assert_equal(opened.load(), data)
+
+
 def test_missing_file_is_file_not_found():
     with pytest.raises(FileNotFoundError):
         pd.read_csv("kvfs://nothing.csv", storage_options={"store": DictStore()})
