@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kvfs._extras import require
-from kvfs.errors import InvalidKeyError
+from kvfs.errors import InvalidKeyError, ReadOnlyError
 from kvfs.keys import SEPARATOR, check_key
 from kvfs.mixins import UrlMixin
 from kvfs.store import KeyInfo, KeyValueStore
@@ -234,6 +234,8 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
         else:
             if mode not in ("wb", "xb", "ab"):
                 raise ValueError(f"unsupported mode {mode!r}: use rb, wb, xb or ab")
+            if not self.store.supports_writes:
+                raise ReadOnlyError(f"{self.store!r} is read-only")
             check_key(key)  # fail before the data is written, not at close
             if mode == "xb" and self.exists(path):
                 raise FileExistsError(errno.EEXIST, "the key exists", path)

@@ -118,6 +118,8 @@ def test_store_url_options_reach_open_store(sqlite_url):
     fs = KvfsFileSystem(store=sqlite_url, readonly=True, skip_instance_cache=True)
     with pytest.raises(OSError):
         fs.pipe_file("a", b"x")
+    with pytest.raises(OSError, match="read-only"):
+        fs.open("a", "wb")
 
 
 def test_two_store_objects_get_two_filesystems():
