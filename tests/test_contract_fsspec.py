@@ -1,8 +1,8 @@
 """The store contract (:class:`kvfs.testing.StoreContract`) against :class:`kvfs.net.fsspecstore.FsspecStore`.
 
 Over fsspec's in-memory filesystem, opened by URL as users do (``fsspec+memory://``),
-and over a local directory (``fsspec+file://``), the two fsspec filesystems that need
-no server.
+over a local directory (``fsspec+file://``), the two fsspec filesystems that need no
+server, and over a filesystem with no special case in the store (a ``dir`` filesystem).
 """
 
 from __future__ import annotations
@@ -44,3 +44,15 @@ class TestFsspecLocalStore(StoreContract):
     def store(self, store_dir):
         with open_store(f"fsspec+file://{store_dir}") as store:
             yield store
+
+
+class TestFsspecGenericStore(StoreContract):
+    """A filesystem kvfs has no special case for: fsspec's DirFileSystem over memory."""
+
+    streams_large_values = False
+
+    @pytest.fixture
+    def store(self):
+        memory = fsspec.filesystem("memory", global_store=False, skip_instance_cache=True)
+        memory.mkdir("/base")
+        return FsspecStore(fsspec.filesystem("dir", path="/base", fs=memory))

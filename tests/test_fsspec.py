@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import io
 import os
 import pickle
 
 import fsspec
 import pandas as pd
 import pytest
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from fsspec.tests import abstract
 
 from kvfs import open_store
@@ -336,3 +339,65 @@ def test_fsspec_store_mounts(tmp_path):
         (mountpoint / "d" / "g").write_bytes(b"written")
         assert sorted(os.listdir(mountpoint / "d")) == ["f", "g"]
     assert store.get("d/g") == b"written"
+
+
+class _UploadingFile(AbstractBufferedFile):
+    """A file that sends parts as it goes and stores them at its commit, as s3fs's do."""
+
+    def _initiate_upload(self):
+        self.parts = []
+
+    def _upload_chunk(self, final=False):
+        self.parts.append(self.buffer.getvalue())
+        if final and self.autocommit:
+            self.commit()
+        return True
+
+    def commit(self):
+        self.fs.files[self.path] = b"".join(self.parts)
+
+    def discard(self):
+        self.parts = []
+
+
+class _UploadingFileSystem(AbstractFileSystem):
+    protocol = "kvfs-test-uploading"
+    cachable = False
+
+    def __init__(self):
+        super().__init__()
+        self.files = {}
+
+    def _open(self, path, mode="rb", **kwargs):
+        return _UploadingFile(self, path, mode, **kwargs)
+
+    def info(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        if path in self.files:
+            return {"name": path, "size": len(self.files[path]), "type": "file"}
+        raise FileNotFoundError(path)
+
+
+class _FailingSource(io.RawIOBase):
+    def __init__(self, good: int):
+        self.left = good
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        if self.left <= 0:
+            raise OSError("the source fails")
+        self.left -= size
+        return b"x" * size
+
+
+def test_fsspec_store_drops_a_failed_upload():
+    fs = _UploadingFileSystem()
+    store = FsspecStore(fs, "bucket")
+    store.put_file("whole", io.BytesIO(b"y" * (7 * 1024 * 1024)))
+    assert fs.files == {"bucket/whole": b"y" * (7 * 1024 * 1024)}
+    with pytest.raises(OSError, match="the source fails"):
+        store.put_file("broken", _FailingSource(good=7 * 1024 * 1024))
+    gc.collect()  # an abandoned file must not store itself when collected
+    assert list(fs.files) == ["bucket/whole"]

@@ -86,9 +86,8 @@ class FsspecStore(KeyValueStore):
     Ranged reads are ``cat_file`` with a range, ``stat`` is ``info``, one-level listings
     are ``ls`` (with sizes), copies are ``cp_file`` (server-side on object stores). On a
     local filesystem a value is written to a temporary file and renamed into place; on
-    other filesystems it is written with ``autocommit=False`` and committed when
-    complete, so object stores see it whole or not at all; on the in-memory filesystem
-    it is stored at once. Empty directories are kept on local and in-memory
+    object stores (fsspec's buffered files) it is stored whole when the file is closed,
+    and a failed write is discarded; on the in-memory filesystem it is stored at once. Empty directories are kept on local and in-memory
     filesystems; object stores (s3, gs, az, ...) allow a key and keys below it at once.
 
     A missing file is :class:`~kvfs.errors.KeyNotFoundError`; the filesystem's other
@@ -266,15 +265,14 @@ class FsspecStore(KeyValueStore):
         if isinstance(self.fs, MemoryFileSystem):
             self.fs.pipe_file(path, file.read())  # the value lives in memory anyway
             return key
-        target = self.fs.open(path, "wb", autocommit=False)
+        target = self.fs.open(path, "wb")
         try:
             while chunk := file.read(_CHUNK_SIZE):
                 target.write(chunk)
-            target.close()
-            target.commit()
         except BaseException:
-            target.discard()
+            _abandon(target)
             raise
+        target.close()  # where the value is stored: object stores store it whole now
         return key
 
     def _delete(self, key: str) -> None:
@@ -316,6 +314,25 @@ class FsspecStore(KeyValueStore):
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise  # a directory that still holds something is left alone
+
+
+def _abandon(file: Any) -> None:
+    """Drop a file being written without storing it, where the filesystem can.
+
+    fsspec's buffered files (object stores) store a value when closed; with
+    ``autocommit`` off and ``discard()`` the parts sent so far are dropped instead.
+    """
+    if hasattr(file, "autocommit"):
+        file.autocommit = False
+    try:
+        discard = getattr(file, "discard", None)
+        if callable(discard):
+            discard()
+    finally:
+        try:
+            file.closed = True  # so that garbage collection does not close (and store) it
+        except AttributeError:
+            pass
 
 
 def _write_locally(path: str, file: IO[bytes]) -> None:
