@@ -107,7 +107,9 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
                 )
             self.store = store
         else:
-            raise TypeError(f"store must be a store URL or a KeyValueStore, not {type(store).__name__}")
+            raise TypeError(
+                f"store must be a store URL or a KeyValueStore, not {type(store).__name__}"
+            )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r})"
@@ -161,7 +163,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
             raise FileNotFoundError(errno.ENOENT, f"no such key ({error})", path) from None
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        """One :meth:`~kvfs.store.KeyValueStore.describe`; ``FileNotFoundError`` if nothing is there."""
+        """One :meth:`~kvfs.store.KeyValueStore.describe`; ``FileNotFoundError`` if nothing's there."""
         found = self._describe(path)
         if found is None:
             raise FileNotFoundError(errno.ENOENT, "no such key or directory", path)
@@ -202,7 +204,9 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
 
     # ------------------------------------------------------------------ reading
 
-    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
         key = self._strip_protocol(path)
         with _missing_as_fnf(path):
             if start is None and end is None:
@@ -298,7 +302,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
             self.store.delete(key)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
-        """Remove *path* (and, with *recursive*, what is below it); ``FileNotFoundError`` if missing."""
+        """Remove *path* (with *recursive*, and what is below it); ``FileNotFoundError`` if missing."""
         if isinstance(path, str) and not has_magic(path) and not self.exists(path):
             raise FileNotFoundError(errno.ENOENT, "no such key or directory", path)
         super().rm(path, recursive=recursive, maxdepth=maxdepth)
@@ -316,12 +320,20 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
         with _missing_as_fnf(path1):
             self.store.copy(found.key, self._strip_protocol(path2))
 
-    def mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+    def mv(
+        self,
+        path1: Any,
+        path2: Any,
+        recursive: bool = False,
+        maxdepth: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Move; one file onto a file name is the store's :meth:`~kvfs.store.KeyValueStore.move`."""
         if isinstance(path1, str) and isinstance(path2, str) and not path2.endswith(SEPARATOR):
             source = self._describe(path1)
             target = self._describe(path2)
-            if source is not None and not source.is_prefix and (target is None or not target.is_prefix):
+            one_file = source is not None and not source.is_prefix
+            if one_file and (target is None or not target.is_prefix):
                 with _missing_as_fnf(path1):
                     self.store.move(source.key, self._strip_protocol(path2))
                 return

@@ -257,7 +257,9 @@ def _open_fsspec(url: StoreURL) -> KeyValueStore:
 
     protocol = url.scheme.partition("+")[2]
     if not protocol:
-        raise ValueError(f"{url}: name the filesystem: fsspec+PROTOCOL://path, e.g. fsspec+memory://")
+        raise ValueError(
+            f"{url}: name the filesystem: fsspec+PROTOCOL://path, e.g. fsspec+memory://"
+        )
     options = dict(url.params)
     url.params.clear()  # every other parameter is a storage option of the filesystem
     return FsspecStore.from_url(f"{protocol}://{url.parts.netloc}{url.parts.path}", **options)
@@ -289,7 +291,7 @@ for _scheme in (
 
 
 def _scheme_named(name: str) -> Scheme | None:
-    """The registry entry for scheme *name*: its own, else its family's (``fsspec+`` for ``fsspec+s3``)."""
+    """The registry entry for scheme *name*: its own, else its family's (``fsspec+``...)."""
     family = name.partition("+")[0] + "+"
     return SCHEMES.get(name) or (SCHEMES.get(family) if "+" in name else None)
 

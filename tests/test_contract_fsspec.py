@@ -1,4 +1,4 @@
-"""The store contract (:class:`kvfs.testing.StoreContract`) against :class:`kvfs.net.fsspecstore.FsspecStore`.
+"""The store contract (:class:`kvfs.testing.StoreContract`) against FsspecStore.
 
 Over fsspec's in-memory filesystem, opened by URL as users do (``fsspec+memory://``),
 over a local directory (``fsspec+file://``), the two fsspec filesystems that need no

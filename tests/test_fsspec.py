@@ -46,7 +46,9 @@ def test_pandas_reads_parquet_from_sqlite_store(sqlite_url, tmp_path):
 
     read = pd.read_parquet("kvfs://data/x.parquet", storage_options={"store": sqlite_url})
     pd.testing.assert_frame_equal(read, frame)
-    columns = pd.read_parquet("kvfs://data/x.parquet", columns=["x"], storage_options={"store": sqlite_url})
+    columns = pd.read_parquet(
+        "kvfs://data/x.parquet", columns=["x"], storage_options={"store": sqlite_url}
+    )
     pd.testing.assert_frame_equal(columns, frame[["x"]])
 
 
@@ -289,7 +291,8 @@ def test_fsspec_store_over_local_directory(tmp_path):
     store.put("a/b", b"value")
     assert (tmp_path / "root" / "a" / "b").read_bytes() == b"value"
     assert (store.fast_stat, store.fast_ranges, store.fast_level_listing) == (True, True, True)
-    assert (store.is_remote, store.supports_directories, store.allows_key_and_prefix) == (False, True, False)
+    flags = (store.is_remote, store.supports_directories, store.allows_key_and_prefix)
+    assert flags == (False, True, False)
     assert store.get_range("a/b", 1, 3) == b"alu"
     store.move("a/b", "c")
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["a", "c"]

@@ -87,8 +87,9 @@ class FsspecStore(KeyValueStore):
     are ``ls`` (with sizes), copies are ``cp_file`` (server-side on object stores). On a
     local filesystem a value is written to a temporary file and renamed into place; on
     object stores (fsspec's buffered files) it is stored whole when the file is closed,
-    and a failed write is discarded; on the in-memory filesystem it is stored at once. Empty directories are kept on local and in-memory
-    filesystems; object stores (s3, gs, az, ...) allow a key and keys below it at once.
+    and a failed write is discarded; on the in-memory filesystem it is stored at once.
+    Empty directories are kept on local and in-memory filesystems; object stores (s3,
+    gs, az, ...) allow a key and keys below it at once.
 
     A missing file is :class:`~kvfs.errors.KeyNotFoundError`; the filesystem's other
     errors pass through (fsspec raises ``OSError`` subclasses for most of them).
