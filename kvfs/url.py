@@ -16,6 +16,7 @@ Supported schemes (:data:`SCHEMES`) and the backend each opens::
     gs://bucket/prefix                          GoogleCloudStore (kvfs.net.gcstore)
     azure://container/prefix                    AzureBlockBlobStore (kvfs.net.azurestore)
     memcached://host:11211                      MemcacheStore (kvfs.memory.memcachestore)
+    fsspec+PROTOCOL://path?option=value         FsspecStore (kvfs.net.fsspecstore)
 
 Decorator parameters, applied innermost first in this order whatever their order in
 the URL: ``prefix=P`` (:class:`~kvfs.decorator.PrefixDecorator`), ``urlencode=1``
@@ -296,6 +297,19 @@ def _open_memcached(url: StoreURL) -> KeyValueStore:
     return MemcacheStore.from_url(url.backend_url, **options)
 
 
+def _open_fsspec(url: StoreURL) -> KeyValueStore:
+    from .net.fsspecstore import FsspecStore
+
+    protocol = url.scheme.partition("+")[2]
+    if not protocol:
+        raise ValueError(
+            f"{url}: name the filesystem: fsspec+PROTOCOL://path, e.g. fsspec+memory://"
+        )
+    options = dict(url.params)
+    url.params.clear()  # every other parameter is a storage option of the filesystem
+    return FsspecStore.from_url(f"{protocol}://{url.parts.netloc}{url.parts.path}", **options)
+
+
 #: The registry of URL schemes, by scheme name. The CLI and the mount use it through
 #: :func:`open_store`; a new backend adds one entry.
 SCHEMES: dict[str, Scheme] = {}
@@ -317,8 +331,16 @@ for _scheme in (
     Scheme(("gs",), "gs://bucket/prefix?project=NAME", _open_gcs),
     Scheme(("azure",), "azure://container/prefix (connection string in $AZURE_STORAGE_CONNECTION_STRING)", _open_azure),
     Scheme(("memcached",), "memcached://host:11211", _open_memcached),
+    # A family: every fsspec+PROTOCOL scheme (see _scheme_named).
+    Scheme(("fsspec+",), "fsspec+PROTOCOL://path (any fsspec filesystem)", _open_fsspec),
 ):
     register_scheme(_scheme)
+
+
+def _scheme_named(name: str) -> Scheme | None:
+    """The registry entry for scheme *name*: its own, else its family's (``fsspec+``...)."""
+    family = name.partition("+")[0] + "+"
+    return SCHEMES.get(name) or (SCHEMES.get(family) if "+" in name else None)
 
 
 def _expected() -> str:
@@ -355,7 +377,7 @@ def parse_store_url(url: str, options: Mapping[str, Any] | None = None) -> Store
     except ValueError as error:
         raise ValueError(f"{mask_url(url)!r} is not a valid URL ({error}); {_expected()}") from None
     scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
+    if _scheme_named(scheme) is None:
         raise ValueError(
             f"unknown store URL scheme {scheme + '://'!r} in {mask_url(url)!r}; {_expected()}"
         )
@@ -382,7 +404,8 @@ def open_store(url: str, **options: Any) -> KeyValueStore:
     raises when it cannot be reached at construction.
     """
     parsed = parse_store_url(url, options)
-    scheme = SCHEMES[parsed.scheme]
+    scheme = _scheme_named(parsed.scheme)
+    assert scheme is not None  # parse_store_url checked it
     store = scheme.open(parsed)
     try:
         return _decorate(store, parsed)
