@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import pickle
 import random
 import threading
 import time
@@ -40,6 +41,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .errors import ReadOnlyError
 from .keys import MAX_KEY_LENGTH, SEPARATOR
 from .mixins import FOREVER, NOT_SET, UrlMixin
 from .store import KeyInfo, KeyValueStore
@@ -935,8 +937,25 @@ class StoreContract:
             lambda: store.put_file("key", io.BytesIO(b"value")),
             lambda: store.delete("key"),
         ):
-            with pytest.raises(OSError):
+            with pytest.raises(ReadOnlyError):
                 call()
+
+    # ------------------------------------------------------------------ pickle
+
+    def test_pickles_to_a_working_store(self, store: KeyValueStore) -> None:
+        if store.supports_writes:
+            store.put("pickled/before", b"value")
+        copy = pickle.loads(pickle.dumps(store))
+        try:
+            assert type(copy) is type(store)
+            assert sorted(copy.iter_keys("pickled/")) == sorted(store.iter_keys("pickled/"))
+            if store.supports_writes:
+                assert copy.get("pickled/before") == b"value"
+                copy.put("pickled/after", b"copied")
+                assert copy.get("pickled/after") == b"copied"
+        finally:
+            if copy is not store:
+                copy.close()
 
     # ------------------------------------------------------------------ threads
 
