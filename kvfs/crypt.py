@@ -236,6 +236,12 @@ class HMACDecorator(StoreDecorator):
         info = self._dstore.stat(key)
         return dataclasses.replace(info, size=self._plain_size(info.size))
 
+    def _describe(self, key: str) -> KeyInfo | None:
+        info = self._dstore.describe(key)
+        if info is None or info.is_prefix or info.size is None:
+            return info
+        return dataclasses.replace(info, size=self._plain_size(info.size))
+
     def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
         for entry in self._dstore.iter_level(prefix, delimiter):
             if entry.is_prefix or entry.size is None:
