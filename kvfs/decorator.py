@@ -123,6 +123,7 @@ def _passing_through(name: str, hook: Hook) -> Callable[..., Any]:
 
     passed_through.__name__ = passed_through.__qualname__ = name
     passed_through.__doc__ = f"Calls the wrapped store's ``{hook.method}``."
+    passed_through.passes_to = hook.method  # type: ignore[attr-defined]
     return passed_through
 
 
@@ -210,16 +211,32 @@ class KeyTransformingDecorator(StoreDecorator):
 
 def _mapping_keys(name: str, hook: Hook) -> Callable[..., Any]:
     """A hook that maps its keys, calls StoreDecorator's hook *name*, and maps the result back."""
-    inner = getattr(StoreDecorator, name)
+    method = hook.method
     kinds = hook.arguments
+    result = hook.result
+    inner: Callable[..., Any] = getattr(StoreDecorator, name)
+    if getattr(inner, "passes_to", None) == method:
+        # A plain pass-through: call the wrapped store's method directly (hot paths).
+        def direct(self: StoreDecorator, *args: Any) -> Any:
+            return getattr(self._dstore, method)(*args)
 
-    def mapped(self: KeyTransformingDecorator, *args: Any) -> Any:
-        inner_args = [self._map_argument(kind, value) for kind, value in zip(kinds, args)]
-        inner_args.extend(args[len(kinds):])
-        return self._unmap_result(hook.result, inner(self, *inner_args))
+        inner = direct
+
+    if kinds[:1] == ("key",) and not any(kinds[1:]):
+        # The usual shape, the key first and nothing else to map: kept short for speed.
+        def mapped(self: KeyTransformingDecorator, key: str, *rest: Any) -> Any:
+            answer = inner(self, self._map_key(key), *rest)
+            return self._unmap_result(result, answer) if result else answer
+
+    else:
+
+        def mapped(self: KeyTransformingDecorator, *args: Any) -> Any:
+            inner_args = [self._map_argument(kind, value) for kind, value in zip(kinds, args)]
+            inner_args.extend(args[len(kinds) :])
+            return self._unmap_result(result, inner(self, *inner_args))
 
     mapped.__name__ = mapped.__qualname__ = name
-    mapped.__doc__ = f"Calls the wrapped store's ``{hook.method}`` with mapped keys."
+    mapped.__doc__ = f"Calls the wrapped store's ``{method}`` with mapped keys."
     return mapped
 
 
