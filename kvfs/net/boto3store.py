@@ -226,6 +226,8 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         # A client (or a Bucket resource's) is rebuilt from its configuration; a store
         # that made its own client carries the options it made it from.
+        # The bucket exists by now: the other process does not create it again.
+        arguments = {**arguments, "create_if_missing": False}
         if arguments.get("client") is None and isinstance(arguments.get("bucket"), str):
             return arguments
         return {**arguments, "bucket": self.bucket_name, "client": Rebuild(_client_like, **_client_settings(self.client))}
