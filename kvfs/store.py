@@ -671,7 +671,12 @@ def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
     directory, name = os.path.split(os.path.abspath(filename))
     temporary = os.path.join(directory, f".{name}.kvfs-{os.getpid()}-{id(source)}:tmp")
     try:
-        with open(temporary, "wb") as target:
+        target = open(temporary, "wb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        # Name the file the caller gave, not the temporary one (as simplekv does).
+        raise type(error)(error.errno, f"Error opening {filename} for writing: {error.strerror}") from None
+    try:
+        with target:
             shutil.copyfileobj(source, target, CHUNK_SIZE)
         os.replace(temporary, filename)
     except BaseException:

@@ -348,3 +348,13 @@ def test_a_store_with_its_own_key_check_is_always_asked():
         NoTildes().put("a~b", b"x")
     with pytest.raises(ValueError, match="no tildes"):
         NoTildes().get("a~b")
+
+
+def test_get_file_to_an_unwritable_name_names_that_file(tmp_path: Path) -> None:
+    store = DictStore()
+    store.put("k", b"v")
+    target = tmp_path / "no" / "such" / "dir" / "file"
+    with pytest.raises(FileNotFoundError, match=f"Error opening {target} for writing") as raised:
+        store.get_file("k", str(target))
+    assert ":tmp" not in str(raised.value)
+    assert not (tmp_path / "no").exists()
