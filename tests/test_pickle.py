@@ -54,9 +54,11 @@ def pool() -> Iterator[Any]:
     # Spawned, not forked: each worker starts from nothing, as on another machine, and
     # gets the store only from its pickle. The emulator's address reaches the GCS client
     # made in a worker through the environment, as it would in production.
-    os.environ.setdefault("STORAGE_EMULATOR_HOST", gcs_url())
     context = multiprocessing.get_context("spawn")
-    with context.Pool(WORKERS) as workers:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", gcs_url())
+        workers = context.Pool(WORKERS)  # the workers start now, with this environment
+    with workers:
         yield workers
 
 
@@ -156,7 +158,8 @@ def _require(server: str, url: str) -> KeyValueStore:
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[KeyValueStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyValueStore]:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_url())  # as the workers have it
     made = STORES[request.param](tmp_path)
     try:
         yield made
