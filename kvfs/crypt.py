@@ -48,9 +48,11 @@ class _HMACFileReader(io.RawIOBase):
     """Reads a stored value without its trailing HMAC, and checks the HMAC at the end.
 
     The last ``digest_size`` bytes read from *source* are held back, since they may be the
-    HMAC. When *source* ends, they are compared (in constant time) with the HMAC of what
-    was returned; a mismatch raises :class:`VerificationException` from that last read,
-    and from every read after it. A source too short to hold an HMAC raises at once.
+    HMAC. A read returns fewer bytes than asked for only at the end of the value, and then
+    the held-back bytes are compared (in constant time) with the HMAC of the whole value; a
+    mismatch raises :class:`VerificationException` from that last read instead of
+    returning its bytes, and from every read after it. A source too short to hold an HMAC
+    raises at once.
     """
 
     def __init__(self, hm: Any, source: IO[bytes], key: str = "") -> None:
@@ -79,17 +81,18 @@ class _HMACFileReader(io.RawIOBase):
             raise self._error
         if self._done or len(buffer) == 0:
             return 0
-        chunk = self.source.read(len(buffer))
-        if not chunk:
-            self._done = True
-            if not hmac.compare_digest(self.hm.digest(), self._tail):
-                self._error = VerificationException(f"HMAC verification failed for {self._key!r}")
-                raise self._error
-            return 0
+        # Fill the whole buffer unless the source ends: a short read from here then always
+        # means the end, so a caller that stops at the first short read has had the check.
+        chunk = _read_exactly(self.source, len(buffer))
         data = self._tail + chunk
         size = len(chunk)
         out, self._tail = data[:size], data[size:]
         self.hm.update(out)
+        if size < len(buffer):
+            self._done = True
+            if not hmac.compare_digest(self.hm.digest(), self._tail):
+                self._error = VerificationException(f"HMAC verification failed for {self._key!r}")
+                raise self._error
         buffer[:size] = out
         return size
 
@@ -234,6 +237,12 @@ class HMACDecorator(StoreDecorator):
 
     def _stat(self, key: str) -> KeyInfo:
         info = self._dstore.stat(key)
+        return dataclasses.replace(info, size=self._plain_size(info.size))
+
+    def _describe(self, key: str) -> KeyInfo | None:
+        info = self._dstore.describe(key)
+        if info is None or info.is_prefix or info.size is None:
+            return info
         return dataclasses.replace(info, size=self._plain_size(info.size))
 
     def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:

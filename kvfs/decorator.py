@@ -28,7 +28,7 @@ from urllib.parse import quote_plus, unquote_plus
 from .errors import InvalidKeyError, KeyTooLongError, ReadOnlyError
 from .keys import SEPARATOR, check_key, check_prefix
 from .mixins import TTL
-from .store import FileOrFilename, KeyInfo, KeyValueStore
+from .store import CAPABILITY_FLAGS, HOOKS, FileOrFilename, Hook, KeyInfo, KeyValueStore
 
 
 def _forwarded(flag: str) -> Any:
@@ -52,20 +52,10 @@ class StoreDecorator(KeyValueStore):
     :meth:`close` closes the wrapped store.
     """
 
-    supports_writes = _forwarded("supports_writes")
-    fast_stat = _forwarded("fast_stat")
-    fast_ranges = _forwarded("fast_ranges")
-    fast_level_listing = _forwarded("fast_level_listing")
-    listing_has_sizes = _forwarded("listing_has_sizes")
-    supports_server_copy = _forwarded("supports_server_copy")
-    supports_directories = _forwarded("supports_directories")
-    allows_key_and_prefix = _forwarded("allows_key_and_prefix")
-    ttl_support = _forwarded("ttl_support")
-    is_remote = _forwarded("is_remote")
-    keeps_metadata = _forwarded("keeps_metadata")
-    supports_listing = _forwarded("supports_listing")
-    max_key_length = _forwarded("max_key_length")
-    max_component_length = _forwarded("max_component_length")
+    # Every capability flag and key limit is the wrapped store's (installed below, from
+    # the core's CAPABILITY_FLAGS), except staging: a staged file would reach the
+    # wrapped store without passing through the decorator, so decorators never offer it.
+    supports_staging = False
 
     def __init__(self, store: KeyValueStore) -> None:
         self._dstore = store
@@ -112,30 +102,8 @@ class StoreDecorator(KeyValueStore):
         self._dstore.close()
 
     # ------------------------------------------------------------------ hooks
-
-    def _check(self) -> None:
-        self._dstore.check()
-
-    def _delete(self, key: str) -> None:
-        self._dstore.delete(key)
-
-    def _iter_keys(self, prefix: str) -> Iterator[str]:
-        return self._dstore.iter_keys(prefix)
-
-    def _has_key(self, key: str) -> bool:
-        return key in self._dstore
-
-    def _get(self, key: str) -> bytes:
-        return self._dstore.get(key)
-
-    def _open(self, key: str) -> IO[bytes]:
-        return self._dstore.open(key)
-
-    def _get_file(self, key: str, file: IO[bytes]) -> None:
-        self._dstore.get_file(key, file)
-
-    def _get_filename(self, key: str, filename: str) -> None:
-        self._dstore.get_file(key, filename)
+    # Every hook of the core calls the wrapped store's public method (installed below,
+    # from the core's HOOKS); the writes pass ttl_secs on.
 
     def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
         return self._dstore.put(key, data, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
@@ -146,38 +114,30 @@ class StoreDecorator(KeyValueStore):
     def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
         return self._dstore.put_file(key, filename, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
 
-    def _stat(self, key: str) -> KeyInfo:
-        return self._dstore.stat(key)
 
-    def _get_range(self, key: str, start: int, length: int) -> bytes:
-        return self._dstore.get_range(key, start, length)
+def _passing_through(name: str, hook: Hook) -> Callable[..., Any]:
+    """A hook that calls the wrapped store's public method *hook.method* with the same arguments."""
 
-    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
-        return self._dstore.iter_level(prefix, delimiter)
+    def passed_through(self: StoreDecorator, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._dstore, hook.method)(*args, **kwargs)
 
-    def _copy(self, source: str, dest: str) -> str:
-        return self._dstore.copy(source, dest)
+    passed_through.__name__ = passed_through.__qualname__ = name
+    passed_through.__doc__ = f"Calls the wrapped store's ``{hook.method}``."
+    passed_through.passes_to = hook.method  # type: ignore[attr-defined]
+    return passed_through
 
-    def _move(self, source: str, dest: str) -> str:
-        return self._dstore.move(source, dest)
 
-    def _put_directory(self, key: str) -> None:
-        self._dstore.put_directory(key)
+def _install(cls: type, make: Callable[[str, Hook], Callable[..., Any]]) -> None:
+    """Give *cls* every forwarded hook of the core it does not define itself, made by *make*."""
+    for name, hook in HOOKS.items():
+        if hook.forwarded and name not in cls.__dict__:
+            setattr(cls, name, make(name, hook))
 
-    def _delete_directory(self, key: str) -> None:
-        self._dstore.delete_directory(key)
 
-    def _has_directory(self, key: str) -> bool:
-        return self._dstore.has_directory(key)
-
-    def _set_metadata(self, key: str, **fields: Any) -> None:
-        self._dstore.set_metadata(key, **fields)
-
-    def _describe_root(self) -> KeyInfo | None:
-        return self._dstore.describe_root()
-
-    def _sync(self, key: str) -> None:
-        self._dstore.sync(key)
+for _flag in CAPABILITY_FLAGS:
+    if _flag not in StoreDecorator.__dict__:
+        setattr(StoreDecorator, _flag, _forwarded(_flag))
+_install(StoreDecorator, _passing_through)
 
 
 class KeyTransformingDecorator(StoreDecorator):
@@ -224,78 +184,70 @@ class KeyTransformingDecorator(StoreDecorator):
     def _unmap_info(self, info: KeyInfo) -> KeyInfo:
         return dataclasses.replace(info, key=self._unmap_key(info.key))
 
-    def _delete(self, key: str) -> None:
-        self._dstore.delete(self._map_key(key))
+    # Every hook of the core maps its keys, prefixes and delimiters by its entry in the
+    # core's HOOKS, calls StoreDecorator's hook (the wrapped store's public method, ttl
+    # included) and maps what comes back (installed below).
 
-    def _delete_many(self, keys: list[str]) -> None:
-        self._dstore.delete_many([self._map_key(key) for key in keys])
-
-    def _iter_keys(self, prefix: str) -> Iterator[str]:
-        for name in self._dstore.iter_keys(self._map_key_prefix(prefix)):
-            if self._filter(name):
-                yield self._unmap_key(name)
-
-    def _has_key(self, key: str) -> bool:
-        return self._map_key(key) in self._dstore
-
-    def _get(self, key: str) -> bytes:
-        return self._dstore.get(self._map_key(key))
-
-    def _open(self, key: str) -> IO[bytes]:
-        return self._dstore.open(self._map_key(key))
-
-    def _get_file(self, key: str, file: IO[bytes]) -> None:
-        self._dstore.get_file(self._map_key(key), file)
-
-    def _get_filename(self, key: str, filename: str) -> None:
-        self._dstore.get_file(self._map_key(key), filename)
-
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        return self._unmap_key(super()._put(self._map_key(key), data, ttl_secs))
-
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
-        return self._unmap_key(super()._put_file(self._map_key(key), file, ttl_secs))
-
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
-        return self._unmap_key(super()._put_filename(self._map_key(key), filename, ttl_secs))
-
-    def _stat(self, key: str) -> KeyInfo:
-        return dataclasses.replace(self._dstore.stat(self._map_key(key)), key=key)
-
-    def _get_range(self, key: str, start: int, length: int) -> bytes:
-        return self._dstore.get_range(self._map_key(key), start, length)
-
-    def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
-        inner = self._dstore.iter_level(
-            self._map_key_prefix(prefix), self._map_delimiter(delimiter)
-        )
-        for entry in inner:
-            if self._filter(entry.key):
-                yield self._unmap_info(entry)
-
-    def _copy(self, source: str, dest: str) -> str:
-        return self._unmap_key(self._dstore.copy(self._map_key(source), self._map_key(dest)))
-
-    def _move(self, source: str, dest: str) -> str:
-        return self._unmap_key(self._dstore.move(self._map_key(source), self._map_key(dest)))
-
-    def _put_directory(self, key: str) -> None:
-        self._dstore.put_directory(self._map_key(key))
-
-    def _delete_directory(self, key: str) -> None:
-        self._dstore.delete_directory(self._map_key(key))
-
-    def _has_directory(self, key: str) -> bool:
-        return self._dstore.has_directory(self._map_key(key))
-
-    def _set_metadata(self, key: str, **fields: Any) -> None:
-        self._dstore.set_metadata(self._map_key(key), **fields)
+    def _map_argument(self, kind: str, value: Any) -> Any:
+        if kind == "key":
+            return self._map_key(value)
+        if kind == "prefix":
+            return self._map_key_prefix(value)
+        if kind == "delimiter":
+            return self._map_delimiter(value)
+        return value
 
     def _describe_root(self) -> KeyInfo | None:
         return None  # the view's root is a part of the wrapped store: not known here
 
-    def _sync(self, key: str) -> None:
-        self._dstore.sync(self._map_key(key))
+    def _delete_many(self, keys: list[str]) -> None:
+        # A plain mapping of keys: the wrapped store's batches (S3's DeleteObjects) apply.
+        self._dstore.delete_many([self._map_key(key) for key in keys])
+
+    def _unmap_result(self, kind: str, result: Any) -> Any:
+        if kind == "key":
+            return self._unmap_key(result)
+        if kind == "info":
+            return None if result is None else self._unmap_info(result)
+        if kind == "keys":
+            return (self._unmap_key(name) for name in result if self._filter(name))
+        if kind == "infos":
+            return (self._unmap_info(entry) for entry in result if self._filter(entry.key))
+        return result
+
+
+def _mapping_keys(name: str, hook: Hook) -> Callable[..., Any]:
+    """A hook that maps its keys, calls StoreDecorator's hook *name*, and maps the result back."""
+    method = hook.method
+    kinds = hook.arguments
+    result = hook.result
+    inner: Callable[..., Any] = getattr(StoreDecorator, name)
+    if getattr(inner, "passes_to", None) == method:
+        # A plain pass-through: call the wrapped store's method directly (hot paths).
+        def direct(self: StoreDecorator, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self._dstore, method)(*args, **kwargs)
+
+        inner = direct
+
+    if kinds[:1] == ("key",) and not any(kinds[1:]):
+        # The usual shape, the key first and nothing else to map: kept short for speed.
+        def mapped(self: KeyTransformingDecorator, key: str, *rest: Any, **kwargs: Any) -> Any:
+            answer = inner(self, self._map_key(key), *rest, **kwargs)
+            return self._unmap_result(result, answer) if result else answer
+
+    else:
+
+        def mapped(self: KeyTransformingDecorator, *args: Any, **kwargs: Any) -> Any:
+            inner_args = [self._map_argument(kind, value) for kind, value in zip(kinds, args)]
+            inner_args.extend(args[len(kinds) :])
+            return self._unmap_result(result, inner(self, *inner_args, **kwargs))
+
+    mapped.__name__ = mapped.__qualname__ = name
+    mapped.__doc__ = f"Calls the wrapped store's ``{method}`` with mapped keys."
+    return mapped
+
+
+_install(KeyTransformingDecorator, _mapping_keys)
 
 
 class PrefixDecorator(KeyTransformingDecorator):
@@ -428,21 +380,23 @@ class URLEncodeKeysDecorator(KeyTransformingDecorator):
         # The wrapped store is flat: a directory is any key below ``key/``.
         return KeyValueStore._has_directory(self, key)
 
+    # A directory here is not one of the wrapped store's: ask stat and has_directory above.
+    _describe = KeyValueStore._describe
+
 
 class ReadOnlyDecorator(StoreDecorator):
     """A read-only view of *store*: reads pass through, every write raises.
 
-    ``put``, ``put_file``, ``delete``, ``delete_many``, ``copy``, ``move``,
-    ``move_directory``, ``put_directory``, ``delete_directory`` and ``set_metadata`` raise
-    :class:`~kvfs.errors.ReadOnlyError` (an ``OSError`` with
-    ``errno.EROFS``) before looking at their arguments, and ``supports_writes`` is False.
+    ``put``, ``put_file``, ``delete``, ``copy``, ``move``, ``put_directory`` and
+    ``delete_directory`` (and every hook of the core that writes) raise
+    :class:`~kvfs.errors.ReadOnlyError` (an ``AttributeError`` with ``errno.EROFS``) before
+    looking at their arguments, and ``supports_writes`` is False.
     Reads (``get``, ``open``, ``get_file``, ``in``, listings, ``stat``, ``get_range``,
     ``has_directory``) and ``url_for`` pass through with the wrapped store's fast paths.
 
     Other attributes of the wrapped store are *not* forwarded (``AttributeError``), as in
     simplekv, since a backend's own methods may write. simplekv raised ``AttributeError``
-    for the write methods too; kvfs raises ``ReadOnlyError`` so that the mount can answer
-    ``EROFS`` and callers can catch one ``OSError``.
+    for the write methods too, so ``ReadOnlyError`` is one, and the mount answers ``EROFS``.
     """
 
     supports_writes = False
@@ -485,51 +439,24 @@ class ReadOnlyDecorator(StoreDecorator):
         """Raise :class:`~kvfs.errors.ReadOnlyError`."""
         self._refuse("delete_directory")
 
-    def delete_many(self, keys: Iterable[str]) -> None:
-        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
-        self._refuse("delete_many")
+    # Every hook of the core that writes refuses too, for code that calls hooks directly
+    # and for public methods added to the core later (installed below, from HOOKS).
 
-    def move_directory(self, source: str, dest: str) -> str:
-        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
-        self._refuse("move_directory")
 
-    def set_metadata(self, key: str, **fields: Any) -> None:
-        """Raise :class:`~kvfs.errors.ReadOnlyError`."""
-        self._refuse("set_metadata")
+def _refusing(name: str, hook: Hook) -> Callable[..., Any]:
+    """A write hook that raises :class:`~kvfs.errors.ReadOnlyError`."""
 
-    # The hooks refuse too, for code that calls them directly.
-    def _delete(self, key: str) -> None:
-        self._refuse("delete")
+    def refused(self: ReadOnlyDecorator, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse(hook.method)
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        self._refuse("put")
+    refused.__name__ = refused.__qualname__ = name
+    refused.__doc__ = "Raise :class:`~kvfs.errors.ReadOnlyError`."
+    return refused
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
-        self._refuse("put_file")
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
-        self._refuse("put_file")
-
-    def _copy(self, source: str, dest: str) -> str:
-        self._refuse("copy")
-
-    def _move(self, source: str, dest: str) -> str:
-        self._refuse("move")
-
-    def _put_directory(self, key: str) -> None:
-        self._refuse("put_directory")
-
-    def _delete_directory(self, key: str) -> None:
-        self._refuse("delete_directory")
-
-    def _delete_many(self, keys: list[str]) -> None:
-        self._refuse("delete_many")
-
-    def _move_directory(self, source: str, dest: str) -> str:
-        self._refuse("move_directory")
-
-    def _set_metadata(self, key: str, **fields: Any) -> None:
-        self._refuse("set_metadata")
+for _name, _hook in HOOKS.items():
+    if _hook.writes:
+        setattr(ReadOnlyDecorator, _name, _refusing(_name, _hook))
 
 
 __all__ = [

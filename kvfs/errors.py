@@ -9,8 +9,8 @@ built-in exception that simplekv callers already catch:
   :class:`IOError` (as in simplekv) and a :class:`TypeError`;
 * a failure of the backend (network, credentials, server) is a :class:`BackendError`,
   which is an :class:`OSError`;
-* a write to a read-only store is a :class:`ReadOnlyError`, an :class:`OSError` with
-  ``errno.EROFS``;
+* a write to a read-only store is a :class:`ReadOnlyError`, an :class:`AttributeError`
+  (as simplekv raised) with ``errno.EROFS``;
 * a backend whose optional client library is not installed raises
   :class:`MissingExtraError`, an :class:`ImportError` naming the ``pip install`` to run.
 """
@@ -51,11 +51,20 @@ class BackendError(KvfsError, OSError):
     """The backend failed: network, credentials, permissions, a server error."""
 
 
-class ReadOnlyError(BackendError):
-    """A write was attempted on a read-only store."""
+class ReadOnlyError(KvfsError, AttributeError):
+    """A write was attempted on a read-only store.
+
+    An ``AttributeError``, as simplekv's read-only decorator raised, that carries
+    ``errno`` (``errno.EROFS``) and ``strerror`` as an ``OSError`` does. It is not an
+    ``OSError``: Python cannot make one exception both.
+    """
 
     def __init__(self, message: str = "store is read-only") -> None:
-        super().__init__(errno.EROFS, message)
+        super().__init__(message)
+        #: ``errno.EROFS``, what the mount answers.
+        self.errno = errno.EROFS
+        #: The message, as an ``OSError`` has it.
+        self.strerror = message
 
 
 class NotADirectoryKeyError(BackendError):

@@ -246,6 +246,10 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.root!r})"
 
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # The absolute root: the other process may run in another working directory.
+        return {**arguments, "root": self._root}
+
     # ------------------------------------------------------------------ paths
 
     def _open_directory(self, path: str, create: bool = False) -> int:

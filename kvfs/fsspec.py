@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from kvfs._extras import require
 from kvfs.errors import InvalidKeyError, ReadOnlyError
@@ -35,6 +36,21 @@ fsspec = require("fsspec", "fsspec")
 from fsspec.core import has_magic  # noqa: E402
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # noqa: E402
 from fsspec.utils import stringify_path  # noqa: E402
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _read_only_refused(method: _Method) -> _Method:
+    """A write to a read-only store is a ``PermissionError`` (``EROFS``) to fsspec's callers."""
+
+    @functools.wraps(method)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ReadOnlyError as error:
+            raise PermissionError(errno.EROFS, str(error)) from error
+
+    return refusing  # type: ignore[return-value]
 
 #: Bytes a file opened for reading asks the store for at once (fsspec's read-ahead block);
 #: a larger read goes to the store as one range.
@@ -239,7 +255,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
             if mode not in ("wb", "xb", "ab"):
                 raise ValueError(f"unsupported mode {mode!r}: use rb, wb, xb or ab")
             if not self.store.supports_writes:
-                raise ReadOnlyError(f"{self.store!r} is read-only")
+                raise PermissionError(errno.EROFS, f"{self.store!r} is read-only", path)
             check_key(key)  # fail before the data is written, not at close
             if mode == "xb" and self.exists(path):
                 raise FileExistsError(errno.EEXIST, "the key exists", path)
@@ -255,12 +271,14 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
 
     # ------------------------------------------------------------------ writing
 
+    @_read_only_refused
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         """Store *value* under *path* with one put; ``mode="create"`` refuses an existing key."""
         if mode == "create" and self.exists(path):
             raise FileExistsError(errno.EEXIST, "the key exists", path)
         self.store.put(self._strip_protocol(path), bytes(value))
 
+    @_read_only_refused
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         key = self._strip_protocol(path)
         if not key:
@@ -276,6 +294,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
             raise FileExistsError(errno.EEXIST, "exists", path)
         self.mkdir(path)
 
+    @_read_only_refused
     def rmdir(self, path: str) -> None:
         key = self._strip_protocol(path)
         if not key:
@@ -285,6 +304,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
         if self.store.supports_directories:
             self.store.delete_directory(key)
 
+    @_read_only_refused
     def rm_file(self, path: str) -> None:
         found = self._describe(path)
         if found is None:
@@ -310,6 +330,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
     def _rm(self, path: str) -> None:
         self.rm_file(path)
 
+    @_read_only_refused
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         found = self._describe(path1)
         if found is None:
@@ -320,6 +341,7 @@ class KvfsFileSystem(AbstractFileSystem, metaclass=_CacheByStoreURL):
         with _missing_as_fnf(path1):
             self.store.copy(found.key, self._strip_protocol(path2))
 
+    @_read_only_refused
     def mv(
         self,
         path1: Any,
@@ -396,6 +418,7 @@ class KvfsFile(AbstractBufferedFile):
             self.commit()
         return True
 
+    @_read_only_refused
     def commit(self) -> None:
         """Store what was written: one atomic put (or staging commit) of the whole value."""
         sink, self._sink = self._sink, None

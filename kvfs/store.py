@@ -24,13 +24,14 @@ Beyond simplekv's API the core offers what a filesystem view needs:
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, BinaryIO, ClassVar, TypeVar, Union
+from typing import IO, Any, BinaryIO, ClassVar, TypeVar, Union
 
 from .errors import InvalidKeyError, InvalidLinkTargetError, InvalidValueError, KeyNotFoundError
 from .keys import _KNOWN_VALID, MAX_KEY_LENGTH, SHORT_KEY_LENGTH, SEPARATOR, check_key, check_prefix
@@ -75,6 +76,116 @@ class KeyInfo:
     gid: int | None = None
 
 
+@dataclass(frozen=True)
+class Hook:
+    """One hook of the core, as a decorator sees it (see :data:`HOOKS`).
+
+    ``method`` is the public method that calls the hook: what a decorator calls on the
+    store it wraps. ``arguments`` says what each positional argument is: ``"key"``,
+    ``"prefix"`` (a listing prefix), ``"delimiter"``, or ``""`` for anything else
+    (further arguments, such as ``ttl_secs``, are passed on as they are). ``result``
+    says what the hook returns: ``"key"``, ``"keys"`` (an iterator of keys), ``"info"``
+    (a :class:`KeyInfo`), ``"infos"`` (an iterator of them) or ``""`` (anything else).
+    ``writes`` is True for hooks that change the store. ``forwarded`` is False for the
+    bulk hooks a decorator builds from its own hooks (the core's default), so that what
+    a decorator does per key (a cache dropping its copy) still happens.
+    """
+
+    method: str
+    arguments: tuple[str, ...] = ("key",)
+    result: str = ""
+    writes: bool = False
+    forwarded: bool = True
+
+
+#: Every hook of the core, by name. Decorators derive their forwarding from this table
+#: (:mod:`kvfs.decorator`): a hook added here is passed through by every decorator, its
+#: keys mapped by key-transforming ones and refused by read-only ones when it writes.
+#: Adding a hook to the core is one line here.
+HOOKS: dict[str, Hook] = {
+    "_delete": Hook("delete", writes=True),
+    "_iter_keys": Hook("iter_keys", ("prefix",), "keys"),
+    "_has_key": Hook("__contains__"),
+    "_get": Hook("get"),
+    "_open": Hook("open"),
+    "_get_file": Hook("get_file", ("key", "")),
+    "_get_filename": Hook("get_file", ("key", "")),
+    "_put": Hook("put", ("key", ""), "key", writes=True),
+    "_put_file": Hook("put_file", ("key", ""), "key", writes=True),
+    "_put_filename": Hook("put_file", ("key", ""), "key", writes=True),
+    "_stat": Hook("stat", result="info"),
+    "_get_range": Hook("get_range", ("key", "", "")),
+    "_iter_level": Hook("iter_level", ("prefix", "delimiter"), "infos"),
+    "_copy": Hook("copy", ("key", "key"), "key", writes=True),
+    "_move": Hook("move", ("key", "key"), "key", writes=True),
+    "_put_directory": Hook("put_directory", writes=True),
+    "_delete_directory": Hook("delete_directory", writes=True),
+    "_has_directory": Hook("has_directory"),
+    "_describe": Hook("describe", result="info"),
+    "_new_staging_file": Hook("new_staging_file"),
+    "_commit_staging_file": Hook("commit_staging_file", ("key", ""), "key", writes=True),
+    "_sync": Hook("sync"),
+    "_check": Hook("check", ()),
+    "_set_metadata": Hook("set_metadata", writes=True),
+    "_describe_root": Hook("describe_root", (), "info"),
+    "_delete_many": Hook("delete_many", ("",), writes=True, forwarded=False),
+    "_move_directory": Hook("move_directory", ("key", "key"), "key", writes=True, forwarded=False),
+}
+
+#: Every capability flag and key limit of the core (class attributes of
+#: :class:`KeyValueStore`); decorators report the wrapped store's values.
+CAPABILITY_FLAGS: tuple[str, ...] = (
+    "supports_writes",
+    "fast_stat",
+    "fast_ranges",
+    "fast_level_listing",
+    "listing_has_sizes",
+    "supports_server_copy",
+    "supports_directories",
+    "allows_key_and_prefix",
+    "ttl_support",
+    "supports_staging",
+    "is_remote",
+    "keeps_metadata",
+    "supports_listing",
+    "parallel_requests",
+    "max_key_length",
+    "max_component_length",
+)
+
+
+class Rebuild:
+    """Stands for an object that is made again, by ``factory(*args, **kwargs)``, when unpickled.
+
+    A backend whose constructor took a client that cannot be pickled (a boto3 client,
+    an SQLAlchemy engine) puts one of these in its place in
+    :meth:`KeyValueStore._travelling_arguments`: the other process builds its own client
+    from the same configuration.
+    """
+
+    def __init__(self, factory: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.factory = factory
+        self.args = args
+        self.kwargs = kwargs
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.factory, self.args, self.kwargs))
+
+    def __repr__(self) -> str:
+        return f"Rebuild({getattr(self.factory, '__qualname__', self.factory)!r})"
+
+
+def _init_signature(cls: type) -> inspect.Signature:
+    """The signature of *cls*'s ``__init__`` without ``self``."""
+    signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def _rebuild(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call *factory* in the process that unpickles (the other half of ``__reduce__``)."""
+    return factory(*args, **kwargs)
+
+
 def _short_keys_fit(key_limit: object, component_limit: object) -> bool:
     """Whether limits like these accept every key of up to SHORT_KEY_LENGTH bytes."""
     return (
@@ -96,7 +207,8 @@ class KeyValueStore:
     (a ``KeyError``) for a missing key where a value is needed, and
     :class:`~kvfs.errors.BackendError` (an ``OSError``) when the backend fails.
 
-    Every store is safe to use from several threads at once.
+    Every store is safe to use from several threads at once, and pickles to an
+    equivalent store (see :meth:`__reduce__`), so it can be sent to another process.
     """
 
     #: Longest key in bytes this store accepts.
@@ -141,6 +253,59 @@ class KeyValueStore:
     #: ``describe``). Without it (memcached) those raise
     #: :class:`~kvfs.errors.ListingUnsupportedError` and the store cannot be mounted.
     supports_listing: ClassVar[bool] = True
+
+    # ------------------------------------------------------------------ pickling
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> KeyValueStore:
+        store = super().__new__(cls)
+        # How the store was built, so that pickle can build it again in another process.
+        object.__setattr__(store, "_construction", (args, kwargs))
+        return store
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the store as the recipe to build it again (``pickle.dumps(store)`` works).
+
+        The recipe is, first found: what :meth:`_rebuilt_by` recorded (``from_url``
+        constructors and :func:`kvfs.open_store` record themselves), else the class
+        called with the arguments this store was constructed with, as
+        :meth:`_travelling_arguments` adjusts them (clients replaced by
+        :class:`Rebuild`), plus :meth:`_travelling_state`. Wrapped stores travel inside
+        their decorators. Attributes changed after construction are not carried.
+        Raises ``TypeError`` naming the reason when the store cannot travel.
+        """
+        recipe = self.__dict__.get("_recipe")
+        if recipe is None:
+            args, kwargs = self.__dict__.get("_construction", ((), {}))
+            signature = _init_signature(type(self))
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:  # an __init__ that is not the one the store was built with
+                recipe = (type(self), args, kwargs)
+            else:
+                arguments = self._travelling_arguments(dict(bound.arguments))
+                bound = inspect.BoundArguments(signature, arguments)  # type: ignore[arg-type]
+                recipe = (type(self), bound.args, bound.kwargs)
+        return (_rebuild, recipe, self._travelling_state())
+
+    def _rebuilt_by(self, factory: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Record that ``factory(*args, **kwargs)`` builds this store again (for pickle).
+
+        Alternative constructors such as ``from_url`` call it on the store they return.
+        """
+        object.__setattr__(self, "_recipe", (factory, args, kwargs))
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments (by parameter name) as they travel in a pickle.
+
+        Backends override this to replace what cannot be pickled, a client object, by
+        a :class:`Rebuild` of it, or to raise ``TypeError`` saying why the store cannot
+        travel. The default passes them as they are.
+        """
+        return arguments
+
+    def _travelling_state(self) -> dict[str, Any] | None:
+        """Attributes to set on the rebuilt store (a ``DictStore``'s times); None: none."""
+        return None
 
     # ------------------------------------------------------------------ validation
 
@@ -757,7 +922,12 @@ def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
     directory, name = os.path.split(os.path.abspath(filename))
     temporary = os.path.join(directory, f".{name}.kvfs-{os.getpid()}-{id(source)}:tmp")
     try:
-        with open(temporary, "wb") as target:
+        target = open(temporary, "wb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        # Name the file the caller gave, not the temporary one (as simplekv does).
+        raise type(error)(error.errno, f"Error opening {filename} for writing: {error.strerror}") from None
+    try:
+        with target:
             shutil.copyfileobj(source, target, CHUNK_SIZE)
         os.replace(temporary, filename)
     except BaseException:
@@ -770,6 +940,10 @@ def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
 
 __all__ = [
     "KeyValueStore",
+    "CAPABILITY_FLAGS",
+    "HOOKS",
+    "Hook",
+    "Rebuild",
     "KeyInfo",
     "FileOrFilename",
     "CHUNK_SIZE",

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import pickle
 import random
 import threading
 import time
@@ -42,7 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .errors import BackendError
+from .errors import BackendError, ReadOnlyError
 from .keys import KEY_CHARACTERS, MAX_KEY_LENGTH, SEPARATOR
 from .mixins import FOREVER, NOT_SET, UrlMixin
 from .store import KeyInfo, KeyValueStore
@@ -1153,7 +1154,7 @@ class StoreContract:
             lambda: store.put_file("key", io.BytesIO(b"value")),
             lambda: store.delete("key"),
         ):
-            with pytest.raises(OSError):
+            with pytest.raises(ReadOnlyError):
                 call()
 
     # ------------------------------------------------------------------ check
@@ -1176,6 +1177,24 @@ class StoreContract:
             unavailable_store.check()
         message = str(raised.value)
         assert message and "\n" not in message.strip()
+
+    # ------------------------------------------------------------------ pickle
+
+    def test_pickles_to_a_working_store(self, store: KeyValueStore) -> None:
+        if store.supports_writes:
+            store.put("pickled/before", b"value")
+        copy = pickle.loads(pickle.dumps(store))
+        try:
+            assert type(copy) is type(store)
+            if _lists(store):
+                assert sorted(copy.iter_keys("pickled/")) == sorted(store.iter_keys("pickled/"))
+            if store.supports_writes:
+                assert copy.get("pickled/before") == b"value"
+                copy.put("pickled/after", b"copied")
+                assert copy.get("pickled/after") == b"copied"
+        finally:
+            if copy is not store:
+                copy.close()
 
     # ------------------------------------------------------------------ threads
 

@@ -143,11 +143,17 @@ class StoreURL:
 
 @dataclass(frozen=True)
 class Scheme:
-    """One entry of the registry: the URL schemes, an example, and the opener."""
+    """One entry of the registry: the URL schemes, an example, and the opener.
+
+    ``travels_by_url``: a store opened from such a URL pickles as its URL and options
+    (the other process opens it again); False where the content lives in this process
+    (``memory://``), so the store pickles as itself.
+    """
 
     names: tuple[str, ...]
     example: str
     open: Callable[[StoreURL], KeyValueStore]
+    travels_by_url: bool = True
 
 
 # ---------------------------------------------------------------------- openers
@@ -323,7 +329,7 @@ def register_scheme(scheme: Scheme) -> None:
 
 for _scheme in (
     Scheme(("file",), "file:///srv/data (or just a path)", _open_file),
-    Scheme(("memory",), "memory://", _open_memory),
+    Scheme(("memory",), "memory://", _open_memory, travels_by_url=False),
     Scheme(("sqlite",), "sqlite:///relative.db or sqlite:////absolute.db", _open_sql),
     Scheme(("postgresql", "postgresql+psycopg"), "postgresql://user@host:5432/db", _open_sql),
     Scheme(("redis", "rediss"), "redis://host:6379/0", _open_redis),
@@ -401,17 +407,27 @@ def open_store(url: str, **options: Any) -> KeyValueStore:
     or parameter (the message lists what is expected),
     :class:`~kvfs.errors.MissingExtraError` when the backend's client library is not
     installed (naming the ``pip install 'kvfs[EXTRA]'`` to run), and what the backend
-    raises when it cannot be reached at construction.
+    raises when it cannot be reached at construction. The store pickles as *url* and
+    *options* where they are plain values (see :class:`Scheme`).
     """
     parsed = parse_store_url(url, options)
     scheme = _scheme_named(parsed.scheme)
     assert scheme is not None  # parse_store_url checked it
     store = scheme.open(parsed)
     try:
-        return _decorate(store, parsed)
+        store = _decorate(store, parsed)
     except BaseException:
         store.close()
         raise
+    if scheme.travels_by_url and all(isinstance(value, _PLAIN) for value in options.values()):
+        # A pickle of the store is its URL: the other process opens it again, reading
+        # secrets named by *_env parameters from its own environment.
+        store._rebuilt_by(open_store, url, **options)
+    return store
+
+
+# Option values a pickle of a URL carries as they are (a client object is not one).
+_PLAIN = (str, int, float, bool, type(None))
 
 
 def _decorate(store: KeyValueStore, url: StoreURL) -> KeyValueStore:

@@ -264,3 +264,14 @@ def test_file_reader_streams_and_verifies_at_the_end() -> None:
         reader.read()
     with pytest.raises(VerificationException):
         reader.read(1)  # and it stays failed
+
+
+def test_a_reader_that_stops_at_the_first_short_read_has_had_the_check() -> None:
+    # The usual "read until a read comes back short" loop never asks past the end.
+    inner = DictStore()
+    signed = HMACDecorator(b"secret", inner)
+    signed.put("k", b"x" * 250)
+    inner.d["k"] = b"y" + inner.d["k"][1:]
+    with signed._reader("k") as reader, pytest.raises(VerificationException):  # what open and get read
+        while len(reader.read(100)) == 100:
+            pass

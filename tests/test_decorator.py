@@ -22,7 +22,7 @@ from kvfs.errors import InvalidKeyError, ReadOnlyError
 from kvfs.fs import FilesystemStore
 from kvfs.memory import DictStore
 from kvfs.mixins import NOT_SET, TimeToLiveMixin, UrlMixin
-from kvfs.store import KeyInfo
+from kvfs.store import CAPABILITY_FLAGS, HOOKS, KeyInfo
 from kvfs.testing import INVALID_KEYS, KEY_CHARACTERS, StoreContract
 
 
@@ -474,7 +474,7 @@ def test_read_only_refuses_every_write(tmp_path: pathlib.Path) -> None:
     for name, write in _writes(store, tmp_path).items():
         with pytest.raises(ReadOnlyError) as raised:
             write()  # type: ignore[operator]
-        assert isinstance(raised.value, OSError), name
+        assert isinstance(raised.value, AttributeError), name  # what simplekv raised
         assert raised.value.errno == errno.EROFS, name
     assert inner.d == {"k": b"old", "d/": b""}
 
@@ -506,3 +506,116 @@ def test_read_only_hides_other_attributes_but_url_for() -> None:
     with pytest.raises(AttributeError):
         store.d  # noqa: B018 - the dict would allow writes
     assert not hasattr(ReadOnlyDecorator(DictStore()), "url_for")
+
+
+# ---------------------------------------------------------------------- forwarding of every hook
+
+
+class Spy:
+    """A wrapped store that records each public method called on it, and answers in kind."""
+
+    max_key_length = 1024
+    max_component_length = None
+    ttl_support = True
+
+    def __init__(self, result: str) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.result = result
+
+    def __getattr__(self, name: str) -> object:
+        def method(*args: object) -> object:
+            self.calls.append((name, args))
+            answers = {
+                "key": "p/k",
+                "keys": iter(["p/k", "other"]),
+                "info": KeyInfo("p/k", 1),
+                "infos": iter([KeyInfo("p/k", 1), KeyInfo("other")]),
+            }
+            return answers.get(self.result, "answer")
+
+        return method
+
+
+_ARGUMENTS = {"key": "k", "prefix": "k", "delimiter": "/", "": "x"}
+
+
+@pytest.mark.parametrize("name", sorted(name for name, hook in HOOKS.items() if hook.forwarded))
+def test_store_decorator_forwards_every_hook_of_the_core(name: str) -> None:
+    hook = HOOKS[name]
+    spy = Spy(hook.result)
+    args = [_ARGUMENTS[kind] for kind in hook.arguments]
+    result = getattr(StoreDecorator(spy), name)(*args)  # type: ignore[arg-type]
+    if hook.result in ("keys", "infos"):
+        result = list(result)
+    assert spy.calls == [(hook.method, tuple(args))]
+    assert result is not None
+
+
+@pytest.mark.parametrize(
+    "name", sorted(name for name, hook in HOOKS.items() if hook.forwarded and name != "_describe_root")
+)
+def test_key_transforming_decorator_maps_every_hook_of_the_core(name: str) -> None:
+    hook = HOOKS[name]
+    spy = Spy(hook.result)
+    args = [_ARGUMENTS[kind] for kind in hook.arguments]
+    result = getattr(PrefixDecorator("p/", spy), name)(*args)  # type: ignore[arg-type]
+    mapped = tuple("p/k" if kind in ("key", "prefix") else _ARGUMENTS[kind] for kind in hook.arguments)
+    assert spy.calls == [(hook.method, mapped)]
+    if hook.result == "key":
+        assert result == "k"
+    elif hook.result == "info":
+        assert result.key == "k"
+    elif hook.result == "keys":
+        assert list(result) == ["k"]  # "other" is outside the prefix
+    elif hook.result == "infos":
+        assert [entry.key for entry in result] == ["k"]
+
+
+def test_bulk_hooks_run_through_the_decorators_own_hooks() -> None:
+    # A cache must drop its copy of every key delete_many deletes: the bulk hooks are
+    # built from the decorator's per-key hooks, not passed to the wrapped store.
+    from kvfs.cache import CacheDecorator
+
+    backing = DictStore()
+    cached = CacheDecorator(DictStore(), backing)
+    for key in ("d/a", "d/b"):
+        cached.put(key, b"x")
+        cached.get(key)
+    cached.delete_many(["d/a", "d/b"])
+    assert cached.keys() == [] and backing.keys() == []
+    for key in ("d/a", "d/b"):
+        with pytest.raises(KeyError):
+            cached.get(key)
+
+
+def test_key_transforming_decorator_maps_bulk_deletes_and_hides_the_root() -> None:
+    inner = DictStore()
+    view = PrefixDecorator("p/", inner)
+    view.put("a", b"1")
+    inner.put("other", b"2")
+    view.delete_many(["a"])
+    assert inner.keys() == ["other"]
+    assert view.describe_root() is None
+
+
+@pytest.mark.parametrize("name", sorted(name for name, hook in HOOKS.items() if hook.writes))
+def test_read_only_decorator_refuses_every_writing_hook(name: str) -> None:
+    spy = Spy("")
+    args = [_ARGUMENTS[kind] for kind in HOOKS[name].arguments]
+    with pytest.raises(ReadOnlyError):
+        getattr(ReadOnlyDecorator(spy), name)(*args)  # type: ignore[arg-type]
+    assert spy.calls == []
+
+
+@pytest.mark.parametrize("flag", [flag for flag in CAPABILITY_FLAGS if flag != "supports_staging"])
+def test_store_decorator_reports_every_flag_of_the_wrapped_store(flag: str) -> None:
+    store = DictStore()
+    value = 77 if flag.startswith("max_") else not getattr(store, flag)
+    setattr(store, flag, value)
+    assert getattr(StoreDecorator(store), flag) == value
+
+
+def test_decorators_never_offer_staging() -> None:
+    # A staged file would reach the wrapped store without passing through the decorator.
+    assert FilesystemStore("/nonexistent").supports_staging
+    assert not StoreDecorator(FilesystemStore("/nonexistent")).supports_staging

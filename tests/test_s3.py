@@ -22,6 +22,8 @@ from servers import (  # noqa: E402
 )
 
 from kvfs import BackendError, InvalidKeyError  # noqa: E402
+from kvfs.crypt import HMACDecorator  # noqa: E402
+from kvfs.decorator import PrefixDecorator, ReadOnlyDecorator  # noqa: E402
 from kvfs.net.boto3store import (  # noqa: E402
     MULTIPART_THRESHOLD,
     PART_SIZE,
@@ -242,6 +244,28 @@ def test_describe_is_one_listing_request(server: str) -> None:
     assert store.describe("b").is_prefix and store.describe("m").is_prefix
     assert store.describe("nothing") is None
     assert requests.operations == ["ListObjectsV2"] * 4
+
+
+@pytest.mark.parametrize(
+    "decorate",
+    [
+        lambda store: PrefixDecorator("p/", store),
+        lambda store: ReadOnlyDecorator(PrefixDecorator("p/", store)),
+        lambda store: HMACDecorator(b"secret", PrefixDecorator("p/", store)),
+    ],
+    ids=["prefix", "read-only", "hmac"],
+)
+def test_decorated_describe_costs_what_the_bare_store_pays(decorate: Any) -> None:
+    store = _store("moto")
+    decorated = decorate(store)
+    for key in ("p/a", "p/b/c"):
+        store.put(key, b"123")
+    requests = Requests(store.client)
+    assert store.describe("p/a") is not None and store.describe("p/b").is_prefix
+    bare = list(requests.operations)
+    requests.operations.clear()
+    assert decorated.describe("a") is not None and decorated.describe("b").is_prefix
+    assert requests.operations == bare == ["ListObjectsV2"] * 2
 
 
 def test_copy_runs_on_the_server(server: str) -> None:

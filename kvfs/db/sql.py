@@ -15,7 +15,7 @@ from .._extras import require
 from ..errors import BackendError, KeyNotFoundError
 from ..keys import MAX_KEY_LENGTH, SEPARATOR
 from ..mixins import CopyMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, group_level
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild, group_level
 
 sa = require("sqlalchemy", "sql", "SQLAlchemy")
 from sqlalchemy.dialects import mysql, postgresql, sqlite  # noqa: E402  (after the check)
@@ -87,6 +87,11 @@ def create_engine(url: str, **options: Any) -> Any:
             cursor.close()
 
     return engine
+
+
+def _in_memory(url: Any) -> bool:
+    """Whether the engine URL *url* names an in-memory SQLite database."""
+    return bool(url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
 
 
 def _create_engine(url: Any, **options: Any) -> Any:
@@ -245,7 +250,18 @@ class SQLAlchemyStore(CopyMixin, KeyValueStore):
             engine.dispose()
             raise
         store._owns_engine = True
+        if not _in_memory(engine.url):
+            store._rebuilt_by(cls.from_url, url, tablename, **engine_options)
         return store
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # The engine is rebuilt from its URL (with the password) by create_engine: its
+        # other options stay behind. An in-memory database lives in this process only.
+        url = self.bind.url
+        if _in_memory(url):
+            raise TypeError(f"cannot pickle {self!r}: an in-memory SQLite database exists only in this process")
+        engine = Rebuild(create_engine, url.render_as_string(hide_password=False))
+        return {**arguments, "bind": engine, "metadata": Rebuild(sa.MetaData)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.bind!r}, table={self.table.name!r})"

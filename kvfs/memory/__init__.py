@@ -6,7 +6,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator, MutableMapping
-from typing import IO
+from typing import IO, Any
 
 from ..errors import KeyNotFoundError
 from ..mixins import CopyMixin
@@ -17,7 +17,8 @@ class DictStore(CopyMixin, KeyValueStore):
     """Keeps values in a dictionary (``d``, a new one unless given); nothing persists.
 
     Each store has its own dictionary: two ``DictStore()`` never share data. Empty
-    directories are kept as marker entries (``a/b/``) in the same dictionary.
+    directories are kept as marker entries (``a/b/``) in the same dictionary. A pickle
+    of the store holds a copy of its content: the other process gets a store of its own.
     """
 
     fast_stat = True
@@ -31,6 +32,13 @@ class DictStore(CopyMixin, KeyValueStore):
         # the GIL, the lock only guards compound updates.
         self._mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # The content travels: a pickle holds a copy of the dictionary, as it is now.
+        return {**arguments, "d": self.d}
+
+    def _travelling_state(self) -> dict[str, Any]:
+        return {"_mtimes": dict(self._mtimes)}
 
     def _delete(self, key: str) -> None:
         with self._lock:

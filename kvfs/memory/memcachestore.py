@@ -14,7 +14,7 @@ from typing import IO, Any, NoReturn
 from .._extras import require
 from ..errors import BackendError, KeyNotFoundError, ListingUnsupportedError
 from ..mixins import NOT_SET, TTL, TimeToLiveMixin
-from ..store import KeyInfo, KeyValueStore
+from ..store import KeyInfo, KeyValueStore, Rebuild
 
 _pymemcache = require("pymemcache", "memcache")
 from pymemcache.client.base import Client, PooledClient  # noqa: E402  (after the check)
@@ -107,7 +107,15 @@ class MemcacheStore(TimeToLiveMixin, KeyValueStore):
         store = cls(client, **options)
         store._owns_client = True
         store.url = url
+        store._rebuilt_by(cls.from_url, url, **options)  # travels as its URL (pickle)
         return store
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # A client given to the constructor travels as its server's address.
+        server = getattr(self.mc, "server", None)
+        if not (isinstance(server, tuple) and len(server) == 2):
+            raise TypeError(f"{type(self.mc).__name__} has no server address to connect to again in another process")
+        return {**arguments, "mc": Rebuild(_new_client, server)}
 
     def __repr__(self) -> str:
         server = getattr(self.mc, "server", None)
@@ -201,6 +209,14 @@ class MemcacheStore(TimeToLiveMixin, KeyValueStore):
     def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = NOT_SET) -> str:
         # An item is written whole: read the file to its end first.
         return self._put(key, file.read(), ttl_secs)
+
+
+
+def _new_client(server: tuple[str, int]) -> Any:
+    """A client of *server* like the one :meth:`MemcacheStore.from_url` makes (for pickle)."""
+    return PooledClient(
+        server, connect_timeout=CONNECT_TIMEOUT, timeout=SOCKET_TIMEOUT, max_pool_size=MAX_POOL_SIZE, default_noreply=False
+    )
 
 
 __all__ = ["MAX_MEMCACHED_KEY_LENGTH", "MemcacheStore"]

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from .._extras import require
 from ..errors import BackendError, KeyNotFoundError
 from ..mixins import NOT_SET, TTL, CopyMixin, TimeToLiveMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild
 
 if TYPE_CHECKING:
     import redis as redis_module
@@ -35,6 +35,45 @@ def glob_escape(text: str) -> str:
     Keys may contain ``* ? [ ]`` and ``\\``, which are glob syntax to Redis.
     """
     return "".join("\\" + char if char in _GLOB_SPECIAL else char for char in text)
+
+
+# The connection settings of a client that travel in a pickle (the rest of a pool's
+# settings are the library's own objects, rebuilt with the new client).
+_PORTABLE_SETTINGS = (
+    "host",
+    "port",
+    "path",
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "client_name",
+    "health_check_interval",
+    "protocol",
+)
+
+
+def _connection_settings(pool: Any) -> dict[str, Any]:
+    """What makes a client like the one of *pool*: address, database, credentials, timeouts, TLS."""
+    options = pool.connection_kwargs
+    if options.get("credential_provider") is not None:
+        raise TypeError("cannot pickle a Redis store whose client has a credential_provider")
+    settings = {name: options[name] for name in _PORTABLE_SETTINGS if name in options}
+    settings["connection_class"] = pool.connection_class
+    settings.update(
+        (name, value)
+        for name, value in options.items()
+        if name.startswith("ssl_") and isinstance(value, (str, int, float, bool, type(None)))
+    )
+    return settings
+
+
+def _client_from_settings(settings: dict[str, Any]) -> Any:
+    """A new client from :func:`_connection_settings` (in the process that unpickles)."""
+    pool = _redis.ConnectionPool(**settings)
+    return _redis.Redis(connection_pool=pool)
 
 
 @contextmanager
@@ -85,7 +124,15 @@ class RedisStore(TimeToLiveMixin, CopyMixin, KeyValueStore):
         client_options.setdefault("socket_timeout", SOCKET_TIMEOUT)
         store = cls(_redis.Redis.from_url(url, **client_options))
         store._owns_client = True
+        store._rebuilt_by(cls.from_url, url, **client_options)
         return store
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # The client is rebuilt from its connection settings in the other process.
+        pool = getattr(self.redis, "connection_pool", None)
+        if pool is None or not hasattr(pool, "connection_kwargs"):
+            raise TypeError(f"cannot pickle {self!r}: its client has no connection pool settings")
+        return {**arguments, "redis": Rebuild(_client_from_settings, _connection_settings(pool))}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.redis!r})"

@@ -12,7 +12,7 @@ from .._extras import require
 from ..errors import BackendError, InvalidKeyError, KeyNotFoundError, KeyTooLongError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, run_parallel
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild, run_parallel
 from . import BucketStoreCapabilities, UploadSource, open_streamed
 
 boto3 = require("boto3", "s3")
@@ -77,6 +77,31 @@ def make_client(
     return session.client(
         "s3", endpoint_url=endpoint_url, region_name=region_name, config=config, **credentials
     )
+
+
+def _client_settings(client: Any) -> dict[str, Any]:
+    """What makes a client like *client*: endpoint, region, configuration, credentials.
+
+    Credentials are carried only where they were given explicitly; credentials found by
+    boto3's chain (environment, files, instance roles) are found again by the new client.
+    """
+    settings: dict[str, Any] = {
+        "endpoint_url": client.meta.endpoint_url,
+        "region_name": client.meta.region_name,
+        "config": client.meta.config,
+    }
+    credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+    if credentials is not None and getattr(credentials, "method", None) == "explicit":
+        frozen = credentials.get_frozen_credentials()
+        settings["aws_access_key_id"] = frozen.access_key
+        settings["aws_secret_access_key"] = frozen.secret_key
+        settings["aws_session_token"] = frozen.token
+    return settings
+
+
+def _client_like(**settings: Any) -> Any:
+    """A new S3 client from :func:`_client_settings` (in the process that unpickles)."""
+    return boto3.session.Session().client("s3", **settings)
 
 
 def _message(error: Exception) -> str:
@@ -199,6 +224,15 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
 
     def close(self) -> None:
         self.client.close()
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # A client (or a Bucket resource's) is rebuilt from its configuration; a store
+        # that made its own client carries the options it made it from.
+        # The bucket exists by now: the other process does not create it again.
+        arguments = {**arguments, "create_if_missing": False}
+        if arguments.get("client") is None and isinstance(arguments.get("bucket"), str):
+            return arguments
+        return {**arguments, "bucket": self.bucket_name, "client": Rebuild(_client_like, **_client_settings(self.client))}
 
     def _name(self, key: str) -> str:
         return self.prefix + key

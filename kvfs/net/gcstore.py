@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import errno
 import io
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, cast
@@ -14,7 +15,7 @@ from .._extras import require
 from ..errors import BackendError, KeyNotFoundError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild
 from . import BucketStoreCapabilities, RangedStream, UploadSource, open_streamed
 
 storage = require("google.cloud.storage", "gcs", "google-cloud-storage")
@@ -36,6 +37,12 @@ READ_CHUNK_SIZE = 4 * MiB
 DEFAULT_URL_VALID_TIME = 3600
 
 _CONTENT_TYPE = "application/octet-stream"
+
+
+def _client_like(project: str | None, credentials: Any, api_endpoint: str | None) -> Any:
+    """A new client like one with these settings (in the process that unpickles)."""
+    options = {"api_endpoint": api_endpoint} if api_endpoint else None
+    return storage.Client(project=project, credentials=credentials, client_options=options)
 
 
 @contextmanager
@@ -131,6 +138,27 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
 
     def close(self) -> None:
         self.client.close()
+
+    def _travelling_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        # A client is rebuilt from its project, credentials and endpoint; the bucket
+        # exists by now, so the other process does not look it up again.
+        arguments = {**arguments, "create_if_missing": False}
+        client = arguments.get("client")
+        if client is not None:
+            credentials = client._credentials
+            settings = {"project": client.project, "credentials": credentials, "api_endpoint": client.api_endpoint}
+            arguments["client"] = Rebuild(_client_like, **settings)
+        else:
+            credentials = arguments.get("credentials")
+        if credentials is not None and not isinstance(credentials, str):
+            try:
+                pickle.dumps(credentials)
+            except Exception as error:
+                raise TypeError(
+                    f"cannot pickle {self!r}: its credentials cannot be pickled ({error}); "
+                    "give the path of a service account file instead"
+                ) from None
+        return arguments
 
     def _blob(self, key: str, generation: int | None = None) -> Any:
         return self.bucket.blob(self.prefix + key, generation=generation)
