@@ -43,6 +43,9 @@ def open_coordinator(url: str, *, sender: str | None = None) -> Coordinator:
     from ..url import mask_url
 
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if " " in scheme:  # a '+' that a query string decoded to a space (?coordinate=postgresql+psycopg://)
+        scheme = scheme.replace(" ", "+")
+        url = scheme + url[len(scheme) :]
     engine = ENGINES.get(scheme)
     if engine == "redis":
         from .redis import RedisCoordinator
