@@ -1,9 +1,9 @@
 """A coordinator on PostgreSQL: LISTEN/NOTIFY for changes, a table for lock leases.
 
-Changes are sent with ``pg_notify('kvfs_<hex>', message)`` through a SQLAlchemy engine
-(psycopg 3, as :mod:`kvfs.db.sql`), and received on a dedicated raw psycopg connection
-in autocommit mode, since ``LISTEN`` belongs to one session and SQLAlchemy's pool would
-hand that session to others. NOTIFY delivers only to sessions listening at commit time,
+Changes are sent with ``pg_notify('kvfs_<hex>', message)`` on a raw psycopg 3
+connection in autocommit mode (one round trip each), and received on another, since
+``LISTEN`` belongs to one session, which SQLAlchemy's pool would hand to others. Leases
+use a SQLAlchemy engine (as :mod:`kvfs.db.sql`). NOTIFY delivers only to sessions listening at commit time,
 in commit order, at most 8000 bytes a message (longer changes are split by
 :func:`~kvfs.coordination.messages.split_keys`).
 
@@ -15,6 +15,7 @@ and deletes expired holders first.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -103,6 +104,10 @@ class PostgresCoordinator(Coordinator):
             connect_args={"connect_timeout": CONNECT_TIMEOUT},
             pool_size=2,
         )
+        # Messages go through one raw autocommit connection: NOTIFY is then one round
+        # trip (a pooled SQLAlchemy connection adds a ping, BEGIN and COMMIT).
+        self._publisher: Any = None
+        self._publisher_lock = threading.Lock()
         self._table_ready = False
 
     def _engine_channel(self, channel: str) -> str:
@@ -110,8 +115,29 @@ class PostgresCoordinator(Coordinator):
         return (CHANNEL_PREFIX + channel.removeprefix("kvfs-")).lower()[:63]
 
     def _publish(self, name: str, payload: str) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(_sa.text("SELECT pg_notify(:name, :payload)"), {"name": name, "payload": payload})
+        with self._publisher_lock:
+            for attempt in (1, 2):
+                fresh = self._publisher is None
+                if fresh:
+                    self._publisher = _psycopg.connect(
+                        self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                    )
+                try:
+                    self._publisher.execute("SELECT pg_notify(%s, %s)", (name, payload))
+                    return
+                except _psycopg.Error:
+                    self._close_publisher()
+                    if fresh or attempt == 2:
+                        raise
+                    # else the connection died since its last use (a server restart): once more
+
+    def _close_publisher(self) -> None:
+        if self._publisher is not None:
+            try:
+                self._publisher.close()
+            except Exception:
+                pass
+            self._publisher = None
 
     def _connect_listener(self) -> Listener:
         return _PostgresListener(self._conninfo)
@@ -165,6 +191,8 @@ class PostgresCoordinator(Coordinator):
             )
 
     def _close_engine(self) -> None:
+        with self._publisher_lock:
+            self._close_publisher()
         self._engine.dispose()
 
 
