@@ -212,3 +212,19 @@ def test_the_kernel_forgets_pages_and_attributes_of_an_invalidated_path(
     assert read_in_another_process(mountpoint / "d" / "g") == "666666"
     # A path the kernel does not know has nothing to invalidate.
     assert ask(process, "inval /never-seen") == str(-errno.ENOENT)
+
+
+def test_locks_of_a_key_exclude_across_mounts(redis_hosts: tuple[Coordinator, Coordinator], store_url: str) -> None:
+    a, b = redis_hosts
+    mount_a = MountCoordination(a, store_url, Recorder().callbacks())
+    mount_b = MountCoordination(b, store_url, Recorder().callbacks())
+    held = mount_a.acquire_lock("docs/a.txt", "a:fh1")
+    assert held is not None and held.name == mount_b.lock_name("docs/a.txt")
+    assert mount_b.acquire_lock("docs/a.txt", "b:fh1", shared=True) is None
+    other_file = mount_b.acquire_lock("docs/b.txt", "b:fh1")
+    assert other_file is not None
+    a.release(held)
+    b.release(other_file)
+    taken = mount_b.acquire_lock("docs/a.txt", "b:fh1", timeout=WAIT)
+    assert taken is not None
+    b.release(taken)

@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..coordination import Change, ChangeKind, Coordinator, CoordinatorStatus, Subscription, channel_for
+from ..coordination import Change, ChangeKind, Coordinator, CoordinatorStatus, Lease, Subscription, channel_for
 from ..keys import SEPARATOR
 from .paths import component_name
 
@@ -121,6 +121,23 @@ class MountCoordination:
 
     def status(self) -> CoordinatorStatus:
         return self.coordinator.status()
+
+    def lock_name(self, key: str) -> str:
+        """The lease name of *key*'s lock: every host's mount of the store uses the same."""
+        return f"{self.channel}:{key}"
+
+    def acquire_lock(
+        self, key: str, owner: str, *, shared: bool = False, timeout: float | None = 0.0, lifetime: float | None = None
+    ) -> Lease | None:
+        """Take *key*'s lock for *owner* (``flock``; a ``fcntl`` range lock locks the whole file).
+
+        As :meth:`Coordinator.acquire <kvfs.coordination.Coordinator.acquire>`: a kept
+        lease, or None when the lock stayed taken for *timeout* seconds;
+        :class:`~kvfs.coordination.CoordinationError` when the engine cannot be reached
+        (the mount answers ``ENOLCK``).
+        """
+        options = {} if lifetime is None else {"lifetime": lifetime}
+        return self.coordinator.acquire(self.lock_name(key), owner, shared=shared, timeout=timeout, **options)
 
     # ------------------------------------------------------------------ receiving
 
