@@ -6,6 +6,8 @@ generous time-out; nothing asserts how long anything took.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -125,6 +127,18 @@ def test_the_channel_ignores_credentials_order_and_readonly() -> None:
     assert one != channel_for("s3://bucket/data?region=x&endpoint_url=http://h:9000&prefix=p/")
     assert "secret" not in normalise_store_url("postgresql://u:secret@h/db?password=secret")
     assert channel_for("postgresql+psycopg://u@h:5432/db") == channel_for("postgresql://other@H:5432/db")
+
+
+def test_the_coordination_package_imports_no_client_library() -> None:
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import kvfs.coordination, kvfs.coordination.store\n"
+        "new = {name.split('.')[0] for name in set(sys.modules) - before}\n"
+        "print(sorted(new - set(sys.stdlib_module_names) - {'kvfs'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_an_unknown_engine_is_refused_with_the_known_ones() -> None:
