@@ -176,6 +176,21 @@ def test_own_messages_are_skipped_unless_asked_for(hosts: tuple[Coordinator, Coo
     assert [c.kind for c in other.wait_for(1)] == [ChangeKind.DELETE]
 
 
+def test_a_change_of_many_keys_arrives_whole_in_several_messages(
+    hosts: tuple[Coordinator, Coordinator], channel: str
+) -> None:
+    a, b = hosts
+    keys = [f"big/{i:05d}-{'y' * 200}" for i in range(300)]  # ~63 kB: beyond one NOTIFY
+    inbox = Inbox()
+    b.subscribe(channel, inbox)
+    assert a.publish(channel, ChangeKind.DELETE, keys)
+    sent = a.status().sent
+    assert sent > 1
+    changes = inbox.wait_for(sent)
+    assert [key for change in changes for key in change.keys] == keys
+    assert {change.kind for change in changes} == {ChangeKind.DELETE}
+
+
 def test_other_channels_are_not_delivered(hosts: tuple[Coordinator, Coordinator], channel: str) -> None:
     a, b = hosts
     inbox = Inbox()
