@@ -156,6 +156,7 @@ def test_a_change_reaches_the_other_host(hosts: tuple[Coordinator, Coordinator],
     b.subscribe(channel, inbox)
     assert a.publish(channel, ChangeKind.WRITE, ["photos/cat.jpg"])
     assert a.publish(channel, "rename", ["x", "y"], directory=True)
+    assert a.publish(channel, ChangeKind.DELETE, [])  # nothing to say: nothing sent
     first, second = inbox.wait_for(2)
     assert (first.kind, first.keys, first.sender) == (ChangeKind.WRITE, ("photos/cat.jpg",), a.sender)
     assert (second.kind, second.keys, second.directory) == (ChangeKind.RENAME, ("x", "y"), True)

@@ -167,10 +167,13 @@ class Coordinator(ABC):
         """Tell the other hosts that *keys* of the store on *channel* changed.
 
         Call it after the change reached the store. Returns whether every message was
-        sent; never raises for an unreachable engine (the failure is logged once per
-        outage and counted). ``ValueError`` for an unknown *kind*.
+        sent (True for no keys: nothing to send); never raises for an unreachable engine
+        (the failure is logged once per outage and counted). ``ValueError`` for an
+        unknown *kind*.
         """
         kind = ChangeKind(kind)
+        if not keys:
+            return True
         if self._closed.is_set():
             return False
         if time.monotonic() < self._publish_failing_until:
