@@ -28,7 +28,7 @@ mounted = threading.Event()
 class Files(mfusepy.Operations):
     use_ns = True
 
-    def init(self, path: str) -> None:
+    def init_with_config(self, conn: object, config: object) -> None:  # as the kvfs mount's
         invalidator.capture()
         mounted.set()
 
