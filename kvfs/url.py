@@ -22,8 +22,9 @@ Decorator parameters, applied innermost first in this order whatever their order
 the URL: ``prefix=P`` (:class:`~kvfs.decorator.PrefixDecorator`), ``urlencode=1``
 (:class:`~kvfs.decorator.URLEncodeKeysDecorator`), ``hmac_secret_env=NAME``
 (:class:`~kvfs.crypt.HMACDecorator` with the secret read from environment variable
-*NAME*, so the secret is never part of the URL), ``readonly=1``
-(:class:`~kvfs.decorator.ReadOnlyDecorator`).
+*NAME*, so the secret is never part of the URL), ``coordinate=URL``
+(:class:`~kvfs.coordination.store.CoordinatedStore`, publishing changes through the
+coordination engine at *URL*), ``readonly=1`` (:class:`~kvfs.decorator.ReadOnlyDecorator`).
 
 Passwords and secret keys in a URL never appear in a repr or an error message: they are
 shown as ``***`` (see :func:`mask_url`).
@@ -47,7 +48,7 @@ _FALSE = {"0", "false", "no", "off"}
 _SECRET_PARAMETERS = ("password", "passwd", "secret", "token", "credential", "auth")
 
 #: The decorator parameters every scheme accepts, in the order they are applied.
-DECORATOR_PARAMETERS = ("prefix", "urlencode", "hmac_secret_env", "readonly")
+DECORATOR_PARAMETERS = ("prefix", "urlencode", "hmac_secret_env", "coordinate", "readonly")
 
 
 def _join(parts: SplitResult) -> str:
@@ -69,8 +70,12 @@ def mask_url(url: str) -> str:
                 userinfo = userinfo.split(":", 1)[0] + ":" + _MASK
             netloc = f"{userinfo}@{host}"
         query = parse_qsl(parts.query, keep_blank_values=True)
-        if any(_is_secret(name) for name, _ in query):
-            masked = [(name, _MASK if _is_secret(name) else value) for name, value in query]
+        # A URL as a parameter value (?coordinate=redis://:pw@host) is masked in turn.
+        masked = [
+            (name, _MASK if _is_secret(name) else mask_url(value) if "://" in value else value)
+            for name, value in query
+        ]
+        if masked != query:
             parts = parts._replace(query=urlencode(masked, safe="/:*"))
         return _join(parts._replace(netloc=netloc))
     except ValueError:
@@ -413,9 +418,10 @@ def open_store(url: str, **options: Any) -> KeyValueStore:
     parsed = parse_store_url(url, options)
     scheme = _scheme_named(parsed.scheme)
     assert scheme is not None  # parse_store_url checked it
+    location = _location(parsed)  # before the opener takes its parameters out
     store = scheme.open(parsed)
     try:
-        store = _decorate(store, parsed)
+        store = _decorate(store, parsed, location)
     except BaseException:
         store.close()
         raise
@@ -430,7 +436,13 @@ def open_store(url: str, **options: Any) -> KeyValueStore:
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def _decorate(store: KeyValueStore, url: StoreURL) -> KeyValueStore:
+def _location(url: StoreURL) -> str:
+    """The URL with every text parameter: what names the store (for a coordination channel)."""
+    texts = {k: v for k, v in {**url.params, **url.decorators}.items() if isinstance(v, str)}
+    return _join(url.parts._replace(query=urlencode(texts)))
+
+
+def _decorate(store: KeyValueStore, url: StoreURL, location: str) -> KeyValueStore:
     settings = StoreURL(url.scheme, url.parts, dict(url.decorators))
     prefix = settings.pop("prefix")
     if prefix:
@@ -451,6 +463,11 @@ def _decorate(store: KeyValueStore, url: StoreURL) -> KeyValueStore:
         from .crypt import HMACDecorator
 
         store = HMACDecorator(secret, store)
+    coordinate = settings.pop("coordinate")
+    if coordinate:
+        from .coordination.store import CoordinatedStore
+
+        store = CoordinatedStore(store, coordinate, store_url=location)
     if settings.pop_bool("readonly"):
         from .decorator import ReadOnlyDecorator
 
