@@ -140,12 +140,12 @@ def _add_mount_commands() -> None:
     except ModuleNotFoundError as error:
         if error.name in (__package__ + ".mount",):
             return  # no mount module in this installation
-        _add_unavailable(("mount", "unmount"), error)
+        _add_unavailable(("mount", "unmount", "status"), error)
         return
     except ImportError as error:
-        _add_unavailable(("mount", "unmount"), error)
+        _add_unavailable(("mount", "unmount", "status"), error)
         return
-    for name in ("mount", "unmount"):
+    for name in ("mount", "unmount", "status"):
         command = getattr(mount_module, name, None)
         if isinstance(command, click.Command):
             cli.add_command(command, name)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from typing import Any
 
 import click
 
@@ -22,6 +24,7 @@ from ..mount.mounter import unmount as unmount_mountpoint
 from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, MountOptions
 from ..url import mask_url
 from .errors import EXIT_USAGE, CliError, describe
+from .output import format_size
 from .stores import open_error, open_url
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -203,6 +206,58 @@ def _serve_foreground(url: str, mountpoint: str, options: MountOptions, log_leve
 def _one_line(error: BaseException) -> str:
     text = error.strerror if isinstance(error, OSError) and error.strerror and len(error.args) == 2 else str(error)
     return " ".join(str(text).split()) or type(error).__name__
+
+
+@click.command()
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON, for scripts.")
+def status(mountpoint: str, as_json: bool) -> None:
+    """Show how the kvfs mount at MOUNTPOINT is doing.
+
+    Open files, staged and cached bytes, whether the store is failing, and on a
+    write-back mount the changes not yet stored (pending, in flight, failed, bytes left).
+    Asks the mount's process through its control socket (only the user who mounted, or
+    root). Exit 1 if no kvfs mount of this user answers at MOUNTPOINT.
+    """
+    from ..mount.control import query
+
+    try:
+        answer = query(mountpoint)
+    except OSError as error:
+        raise CliError(_one_line(error)) from None
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, sort_keys=True))
+        return
+    for line in describe_status(answer):
+        click.echo(line)
+
+
+def describe_status(answer: dict[str, Any]) -> list[str]:
+    """The lines ``kvfs status`` prints for a mount's *answer*."""
+    cache = answer.get("read_cache") or {}
+    lines = [
+        f"mount:        {answer.get('mountpoint')} ({answer.get('store')}, pid {answer.get('pid')})",
+        f"mode:         {answer.get('mode')}",
+        f"open files:   {answer.get('open_files', 0)} ({answer.get('open_handles', 0)} handles, "
+        f"{answer.get('unsaved_files', 0)} with unsaved changes)",
+        f"staged:       {format_size(answer.get('staged_memory_bytes', 0), True)} in memory "
+        f"(limit {format_size(answer.get('staged_memory_limit', 0), True)})",
+        f"read cache:   {format_size(cache.get('in_memory_bytes', 0), True)} in memory, "
+        f"{format_size(cache.get('on_disk_bytes', 0), True)} on disk (limit {format_size(cache.get('limit', 0), True)})",
+    ]
+    failing = answer.get("store_failing") or {}
+    lines.append(
+        "store:        " + ("answering" if not failing else "FAILING: " + ", ".join(f"{kind} ({count} failed)" for kind, count in failing.items()))
+    )
+    queue = answer.get("write_back")
+    if queue:
+        lines.append(
+            f"write-back:   {queue['pending']} pending, {queue['in_flight']} in flight, {queue['failed']} failed, "
+            f"{format_size(queue['bytes_left'], True)} left"
+        )
+        for failure in queue.get("failures", []):
+            lines.append(f"  failed: {failure['kind']} {failure['key']} ({failure['attempts']} attempts): {failure['error']}")
+    return lines
 
 
 @click.command()

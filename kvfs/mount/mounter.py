@@ -187,6 +187,16 @@ def serve(
             on_ready()
 
     operations = KvfsOperations(store, options, ready)
+    from .control import ControlServer
+
+    def status() -> dict[str, Any]:
+        return {"mountpoint": path, "store": name, "pid": os.getpid(), **operations.status()}
+
+    control = ControlServer(path, {"status": status})
+    try:
+        control.start()
+    except OSError as error:  # kvfs status will not work; the mount does
+        log.warning("no control socket for %s (kvfs status will not answer): %s", path, error)
     arguments: dict[str, Any] = {
         "foreground": True,
         "fsname": name.replace(",", "_"),
@@ -206,6 +216,8 @@ def serve(
             reason = take_last_error() or f"libfuse error {error}"
             raise MountError(errno.EIO, f"mounting {mountpoint} failed: {reason}") from None
         log.info("stopped by a signal: %s is unmounted", path)
+    finally:
+        control.close()
 
 
 def _data_locations(store: KeyValueStore) -> list[tuple[str, bool]]:

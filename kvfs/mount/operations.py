@@ -209,6 +209,11 @@ class _StoreHealth:
         else:
             log.debug("store %s still failing: %s %s: %s", kind, operation, where, error)
 
+    def failing(self) -> dict[str, int]:
+        """The kinds of request failing now, with their failures since the last success."""
+        with self._lock:
+            return {kind: count for kind, count in self._failures.items() if count}
+
     def answered(self, kind: str) -> None:
         if not self._failures[kind]:  # the usual case: no lock
             return
@@ -407,6 +412,23 @@ class KvfsOperations(mfusepy.Operations):
     def destroy(self, path: str) -> None:
         self._read_cache.clear()
         log.debug("unmounted")
+
+    def status(self) -> dict[str, Any]:
+        """What ``kvfs status`` shows: open files, staged and cached bytes, store health."""
+        with self._table:
+            files = list(self._files.values())
+            handles = len(self._handles)
+        return {
+            "mode": "synchronous",
+            "started": self._mount_time_ns / 1e9,
+            "open_files": len(files),
+            "open_handles": handles,
+            "unsaved_files": sum(1 for file in files if file.dirty),
+            "staged_memory_bytes": self._budget.used,
+            "staged_memory_limit": self._budget.limit,
+            "read_cache": self._read_cache.usage() | {"limit": self._read_cache.limit},
+            "store_failing": self._health.failing(),
+        }
 
     def _failed(self, operation: str, where: object, error: BaseException) -> int:
         """The errno *error* gives the program; a failure is logged (once per outage)."""

@@ -135,6 +135,11 @@ class ReadCache:
             if value is not None:
                 self._values[target] = CachedValue(value.size, mtime, value.data, value.fd)
 
+    def usage(self) -> dict[str, int]:
+        """How much the cache holds: copies in memory and on disk, and their bytes."""
+        with self._lock:
+            return {"in_memory_bytes": self._in_memory, "on_disk_bytes": self._on_disk, "files": self._files}
+
     def clear(self) -> None:
         with self._lock:
             for key in list(self._values):
