@@ -11,6 +11,7 @@ also holds, on such a store, what waits for a new file's first upload).
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ _SWEEP_LIMIT = 200_000
 
 @dataclass(frozen=True)
 class Entry:
-    """A name in the mount: a directory, or a file with the store's size and mtime."""
+    """A name in the mount: a directory, or a file with the store's size and mtime (or a link, ...)."""
 
     is_dir: bool
     size: int = 0
@@ -33,6 +34,20 @@ class Entry:
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
+    #: The file type (``stat.S_IFLNK``, ``S_IFIFO``, ...) of a name that is not a regular
+    #: file or a directory, None for those. A link's size is its target's length.
+    kind: int | None = None
+    #: The device of a character or block special file.
+    rdev: int = 0
+
+    @property
+    def is_link(self) -> bool:
+        return self.kind == stat.S_IFLNK
+
+    @property
+    def is_special(self) -> bool:
+        """A FIFO, socket or device: kept by the mount in memory, never by the store."""
+        return self.kind is not None and self.kind != stat.S_IFLNK
 
 
 DIRECTORY = Entry(True)
@@ -176,6 +191,8 @@ class Overrides:
     gid: int | None = None
     atime_ns: int | None = None
     mtime_ns: int | None = None
+    #: The last change of the name's attributes or content through the mount.
+    ctime_ns: int | None = None
 
 
 @dataclass

@@ -20,14 +20,14 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
-from ..store import KeyInfo, KeyValueStore
+from ..store import LINK_SUFFIX, KeyInfo, KeyValueStore
 from .binding import mfusepy
 from .handles import OpenFile, StagedData
 from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache, Overrides
 from .openfiles import OpenFiles
 from .options import MountOptions
 from .readcache import MEMORY_VALUE_LIMIT, ReadCache
-from .paths import check_path_key, is_raw_name, join_key, name_component, parent_key, path_components
+from .paths import PathError, check_path_key, is_raw_name, join_key, name_component, parent_key, path_components
 
 log = logging.getLogger("kvfs.mount")
 
@@ -81,6 +81,26 @@ def directory_entry(info: KeyInfo) -> Entry:
     return Entry(True, 0, info.last_modified, info.mode, info.uid, info.gid)
 
 
+def _link_entry(info: KeyInfo) -> Entry:
+    """The entry of a symbolic link kept as the value *info* (its target)."""
+    return Entry(False, info.size or 0, info.last_modified, None, info.uid, info.gid, stat.S_IFLNK)
+
+
+def _show_links(entries: dict[str, Entry]) -> None:
+    """Show each ``NAME.rclonelink`` value in *entries* as the link ``NAME``.
+
+    Where ``NAME`` is a value or a directory too, that wins and the link's value shows
+    as what it is, a file ``NAME.rclonelink`` (as ``kvfs ls`` shows it).
+    """
+    for component in [c for c in entries if c.endswith(LINK_SUFFIX) and len(c) > len(LINK_SUFFIX)]:
+        entry = entries[component]
+        name = component[: -len(LINK_SUFFIX)]
+        if entry.is_dir or name in entries:
+            continue
+        del entries[component]
+        entries[name] = replace(entry, mode=None, kind=stat.S_IFLNK)
+
+
 def seconds(nanoseconds: int) -> float:
     """*nanoseconds* in seconds, as near as a float gets (``ns / 1e9`` rounds the ns first)."""
     return nanoseconds // 1_000_000_000 + nanoseconds % 1_000_000_000 / 1e9
@@ -122,6 +142,8 @@ class Namespace:
         # Files created here whose upload failed: the kernel may still hold their names for
         # entry_timeout, and then sends an open(O_CREAT) of one as a plain open.
         self._unstored: set[str] = set()
+        # FIFOs, sockets and devices made through the mount: kept here for its life, never stored.
+        self._specials: dict[str, Entry] = {}
         # Negative lookups from one listing of the directory only where each request is a round trip.
         self._lists_for_lookups = bool(store.is_remote and store.fast_level_listing)
 
@@ -162,6 +184,9 @@ class Namespace:
         """What *key* is (None: nothing), from open files, caches, or the store."""
         if not key:
             return DIRECTORY
+        special = self._specials.get(key)
+        if special is not None:
+            return special
         known, entry = self.meta.lookup(key)
         file = self.files.get(key)
         if file is not None:
@@ -204,10 +229,21 @@ class Namespace:
         # A key and keys below it may both exist: the directory wins (docs/mount.rst).
         info = self.store.describe(key)
         if info is None:
-            return None
+            return self._query_link(key)
         if info.is_prefix:
             return directory_entry(info)
         return self._file_entry(key, info.size or 0, info.last_modified, info)
+
+    def _query_link(self, key: str) -> Entry | None:
+        """The symbolic link *key* (the value ``key + LINK_SUFFIX``), or None."""
+        try:
+            check_path_key(key + LINK_SUFFIX, self.store.max_key_length, self.store.max_component_length)
+        except PathError:
+            return None  # too long to be a link's key
+        info = self.store.describe(key + LINK_SUFFIX)
+        if info is None or info.is_prefix:
+            return None
+        return _link_entry(info)
 
     def _file_entry(self, key: str, size: int, mtime: float | None, info: KeyInfo | None = None) -> Entry:
         """The entry of a file as the store describes it, with the time the mount showed for its own write."""
@@ -247,6 +283,7 @@ class Namespace:
             if limit is not None and len(entries) > limit:
                 self.meta.note_big(directory, len(entries))
                 return None
+        _show_links(entries)
         self.meta.remember_listing(directory, entries, generation)
         return entries
 
@@ -264,17 +301,26 @@ class Namespace:
             component = key[key.rfind("/") + 1 :]
             if component not in entries or not entries[component].is_dir:
                 entries[component] = DIRECTORY
+        if self._specials:
+            with self._lock:
+                specials = [(key, entry) for key, entry in self._specials.items() if parent_key(key) == directory]
+            for key, entry in specials:
+                entries[key[key.rfind("/") + 1 :]] = entry
         return entries
 
     # ================================================================== attributes
 
     def attributes(self, key: str | None, entry: Entry, file: OpenFile | None = None) -> dict[str, Any]:
         """``stat`` fields of *key* (None: a file without a name) that is *entry*."""
-        if self.keeps_metadata and entry.mode is None and key is not None:
+        if self.keeps_metadata and entry.mode is None and key is not None and entry.kind is None:
             entry = self._with_metadata(key, entry) if key else self._root_entry()
         overrides = self.overrides.get(key) if key is not None else None
         if entry.is_dir:
             mode, size, nlink = stat.S_IFDIR | self.directory_mode, 4096, 2
+        elif entry.is_link:
+            mode, size, nlink = stat.S_IFLNK | 0o777, entry.size or 0, 1
+        elif entry.kind is not None:
+            mode, size, nlink = entry.kind | self.file_mode, 0, 1
         else:
             mode, size, nlink = stat.S_IFREG | self.file_mode, entry.size or 0, 1
         if entry.mode is not None:
@@ -286,15 +332,16 @@ class Namespace:
             mtime = file.mtime_ns
         uid = self.uid if entry.uid is None else entry.uid
         gid = self.gid if entry.gid is None else entry.gid
-        atime = None
+        atime = ctime = None
         if overrides is not None:
-            if overrides.mode is not None:
+            if overrides.mode is not None and not entry.is_link:  # a link's mode is always 0777
                 mode = stat.S_IFMT(mode) | overrides.mode
             uid = uid if overrides.uid is None else overrides.uid
             gid = gid if overrides.gid is None else overrides.gid
             if overrides.mtime_ns is not None:
                 mtime = overrides.mtime_ns
             atime = overrides.atime_ns
+            ctime = overrides.ctime_ns
         if mtime is None:
             mtime = self.mount_time_ns if entry.mtime is None else int(entry.mtime * 1e9)
         return {
@@ -304,8 +351,9 @@ class Namespace:
             "st_uid": uid,
             "st_gid": gid,
             "st_mtime": mtime,
-            "st_ctime": mtime,
+            "st_ctime": mtime if ctime is None else max(mtime, ctime),
             "st_atime": mtime if atime is None else atime,
+            "st_rdev": entry.rdev,
             "st_blocks": (size + 511) // 512,
             "st_blksize": 128 * 1024,
         }
@@ -343,7 +391,9 @@ class Namespace:
         """
         file = self.files.get(key)
         waiting = file is not None and (file.dirty or not file.exists)
-        if not self.keeps_metadata or waiting or not key:  # the top directory: in memory
+        self.changed(key)
+        if not self.keeps_metadata or waiting or not key or entry.kind is not None:
+            # In memory: the top directory, links (whose value is not the link) and specials.
             self.overrides.update(key, **changes)
             return
         try:
@@ -526,6 +576,7 @@ class Namespace:
             uid, gid, _ = mfusepy.fuse_get_context()
             self.overrides.drop(key)
             self.overrides.update(key, mode=stat.S_IMODE(mode), uid=uid, gid=gid)
+            self.directory_changed(parent_key(key))
         self.modified(key)
         self.meta.set(key, Entry(False, 0, None))
 
@@ -569,6 +620,7 @@ class Namespace:
         else:
             self.overrides.update(key, **fields)
         self.meta.set(key, entry, empty_directory=True)
+        self.directory_changed(parent_key(key))
 
     def remove_directory(self, key: str) -> None:
         """Remove the empty directory *key*."""
@@ -579,6 +631,7 @@ class Namespace:
         self.meta.forget_tree(key)
         self.meta.set(key, None)
         self.overrides.drop(key)
+        self.directory_changed(parent_key(key))
 
     def keep_parent(self, key: str) -> None:
         """The directory of *key* stays, even where nothing is stored in it any more."""
@@ -597,8 +650,10 @@ class Namespace:
         with self._lock:
             self._shown.pop(key, None)
             self._unstored.discard(key)
+            self._specials.pop(key, None)
         self.read_cache.drop(key)
         self.keep_parent(key)
+        self.directory_changed(parent_key(key))
 
     def move(self, source: str, target: str, moving: Entry, size: int, *, stored: bool, started: float) -> None:
         """The file *source* (that was *moving*) is now *target*, of *size* bytes.
@@ -607,7 +662,7 @@ class Namespace:
         shown stays), else it waits for its first upload. Began at *started*.
         """
         self.meta.set(source, None)
-        self.meta.set(target, Entry(False, size, moving.mtime, moving.mode, moving.uid, moving.gid))
+        self.meta.set(target, replace(moving, size=size))
         finished = time.time()
         with self._lock:
             shown = self._shown.pop(source, None)
@@ -627,6 +682,7 @@ class Namespace:
                 self._shown[target] = Shown(shown.size, shown.mtime, seen)
         self.read_cache.move(source, target, moving.mtime if stored else None)
         self.overrides.move(source, target)
+        self.renamed(source, target)
 
     def move_tree(self, source: str, target: str, started: float) -> None:
         """The directory *source* is now *target*, with everything below it.
@@ -650,12 +706,54 @@ class Namespace:
             for key in [k for k in self._unstored if k.startswith(below)]:
                 self._unstored.discard(key)
                 self._unstored.add(moved(key))
+            for key in [k for k in self._specials if k.startswith(below)]:
+                self._specials[moved(key)] = self._specials.pop(key)
         self.overrides.move(source, target, tree=True)
         self.read_cache.drop_tree(source)
         self.meta.forget_tree(source)
         self.meta.forget_tree(target)
         self.meta.set(source, None)
         self.meta.set(target, DIRECTORY)
+        self.renamed(source, target)
+
+    def move_special(self, source: str, target: str) -> None:
+        """The FIFO, socket or device *source* is now *target*."""
+        with self._lock:
+            self._specials[target] = self._specials.pop(source)
+        self.overrides.move(source, target)
+        self.renamed(source, target)
+
+    def renamed(self, source: str, target: str) -> None:
+        """A rename changed both directories and the name moved (its ctime)."""
+        now = time.time_ns()
+        self.overrides.update(target, ctime_ns=now)
+        self.directory_changed(parent_key(source), now)
+        self.directory_changed(parent_key(target), now)
+
+    def changed(self, key: str) -> None:
+        """The attributes or the content of *key* changed through the mount: its ctime is now."""
+        self.overrides.update(key, ctime_ns=time.time_ns())
+
+    def directory_changed(self, directory: str, now: int | None = None) -> None:
+        """A name was added to or removed from *directory*: its mtime and ctime are now.
+
+        Kept in memory: the store's time of a directory (where it has one) is not moved
+        by every change in it.
+        """
+        now = time.time_ns() if now is None else now
+        self.overrides.update(directory, mtime_ns=now, ctime_ns=now)
+
+    def added(self, key: str, entry: Entry) -> None:
+        """*key* is new: *entry*, owned by the caller."""
+        uid, gid, _ = mfusepy.fuse_get_context()
+        self.overrides.drop(key)
+        self.overrides.update(key, uid=uid, gid=gid, ctime_ns=time.time_ns())
+        if entry.is_special:
+            with self._lock:
+                self._specials[key] = entry
+        else:
+            self.meta.set(key, entry)
+        self.directory_changed(parent_key(key))
 
 
 __all__ = ["Namespace", "Shown", "directory_entry", "seconds"]

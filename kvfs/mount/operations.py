@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..store import KeyValueStore
+from ..store import LINK_SUFFIX, KeyValueStore
 from .binding import RENAME_NOREPLACE, mfusepy
 from .failures import PASSED_THROUGH, StoreHealth, WatchedStore, errno_for
 from .handles import MemoryBudget, OpenFile
@@ -28,7 +28,7 @@ from .metadata import DIRECTORY, Entry
 from .namespace import Namespace
 from .openfiles import OpenFiles
 from .options import MountOptions
-from .paths import component_name, join_key, parent_key
+from .paths import check_path_key, component_name, join_key, parent_key
 
 log = logging.getLogger("kvfs.mount")
 
@@ -47,6 +47,11 @@ _READDIR_PAGE = 256
 _CAP_READDIRPLUS_AUTO = 1 << 14
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The longest target of a symbolic link (PATH_MAX, with its NUL).
+_MAX_LINK_TARGET = 4095
+#: The kinds of files mknod makes in memory (a regular file is stored).
+_SPECIAL_KINDS = frozenset({stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK})
 
 #: The names libfuse gives open files that were unlinked (see ``hide_node`` in libfuse).
 _HIDDEN = re.compile(r"\.fuse_hidden[0-9a-f]{16}\Z")
@@ -185,6 +190,8 @@ class KvfsOperations(mfusepy.Operations):
 
     @staticmethod
     def _type(entry: Entry) -> dict[str, int]:
+        if entry.kind is not None:
+            return {"st_mode": entry.kind}
         return {"st_mode": stat.S_IFDIR if entry.is_dir else stat.S_IFREG}
 
     @_operation
@@ -531,12 +538,23 @@ class KvfsOperations(mfusepy.Operations):
         # The kernel looked the name up as a file just before (within entry_timeout): no
         # stat to ask again unless this mount knows better (a delete is idempotent).
         known, entry = self.names.meta.lookup(key)
-        if self.names.is_extra_directory(key) or (known and entry is None) or (entry is not None and entry.is_dir):
+        if not known or self.names.is_extra_directory(key) or entry is None or entry.is_dir:
+            # Unknown here (the kernel's lookup expired): a link or a FIFO is removed otherwise.
             entry = self.names.existing(key)
             if entry.is_dir:
                 raise FuseOSError(errno.EISDIR)
-        self._remove_file(key)
+        self._remove(key, entry)
         return 0
+
+    def _remove(self, key: str, entry: Entry) -> None:
+        """Remove the file, link or special file *key* that is *entry*."""
+        if entry.is_special:
+            self.names.forget(key)
+        elif entry.is_link:
+            self.store.delete(key + LINK_SUFFIX)
+            self.names.forget(key)
+        else:
+            self._remove_file(key)
 
     def _remove_file(self, key: str, hidden: str | None = None) -> None:
         """Remove the file *key*; an open one lives on under libfuse's *hidden* name, if given."""
@@ -603,7 +621,18 @@ class KvfsOperations(mfusepy.Operations):
         else:
             if replaced is not None and replaced.is_dir:
                 raise FuseOSError(errno.EISDIR)
-            self._move_file(source, target, moving, replaced is not None)
+            if replaced is not None and (replaced.kind is not None or moving.kind is not None):
+                if not (replaced.is_link and moving.is_link):  # a link's move replaces a link
+                    self._remove(target, replaced)
+                    replaced = None
+            if moving.is_special:
+                self.names.move_special(source, target)
+            elif moving.is_link:
+                started = time.time()
+                self.store.move(source + LINK_SUFFIX, target + LINK_SUFFIX)
+                self.names.move(source, target, moving, moving.size, stored=True, started=started)
+            else:
+                self._move_file(source, target, moving, replaced is not None)
         self.names.keep_parent(source)
         return 0
 
@@ -644,9 +673,49 @@ class KvfsOperations(mfusepy.Operations):
     def link(self, target: str, source: str) -> int:
         raise FuseOSError(errno.EPERM)  # a path-keyed store has no inodes to share
 
+    # ================================================================== links and special files
+
     @_operation
-    def symlink(self, target: str, source: str) -> int:
-        raise FuseOSError(errno.EPERM)
+    def symlink(self, path: str, target: str) -> int:
+        """Make *path* a symbolic link to *target*, kept as ``KEY.rclonelink`` (``store.symlink``)."""
+        self._writable()
+        key = self.names.key(path)
+        encoded = target.encode("utf-8", "surrogateescape")
+        if len(encoded) > _MAX_LINK_TARGET:
+            raise FuseOSError(errno.ENAMETOOLONG)
+        check_path_key(key + LINK_SUFFIX, self.store.max_key_length, self.store.max_component_length)
+        if self.names.entry(key) is not None:
+            raise FuseOSError(errno.EEXIST)
+        self.store.symlink(key, target)
+        self.names.added(key, Entry(False, len(encoded), time.time(), kind=stat.S_IFLNK))
+        return 0
+
+    @_operation
+    def readlink(self, path: str) -> str:
+        key = self.names.key(path)
+        if not self.names.existing(key).is_link:
+            raise FuseOSError(errno.EINVAL)
+        return self.store.readlink(key)
+
+    @_operation
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        """A FIFO, socket or device lives in memory for the life of the mount; a regular file is stored."""
+        self._writable()
+        key = self.names.key(path)
+        kind = stat.S_IFMT(mode)
+        if kind not in _SPECIAL_KINDS and kind not in (0, stat.S_IFREG):
+            raise FuseOSError(errno.EINVAL)
+        if self.names.entry(key) is not None:
+            raise FuseOSError(errno.EEXIST)
+        if kind in _SPECIAL_KINDS:
+            rdev = dev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0
+            self.names.added(key, Entry(False, 0, time.time(), stat.S_IMODE(mode), kind=kind, rdev=rdev))
+            return 0
+        started = time.time()
+        self.store.put(key, b"")
+        self.names.created(key, mode)
+        self.names.stored(key, 0, started)
+        return 0
 
 
 __all__ = ["KvfsOperations", "UTIME_NOW", "UTIME_OMIT", "MAX_WRITE", "PASSED_THROUGH", "errno_for"]
