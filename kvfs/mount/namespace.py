@@ -39,6 +39,8 @@ _KEY_CACHE_SIZE = 100_000
 #: (one request that answers every name in it) when the directory has at most this
 #: many entries: one page of an S3 or GCS listing.
 _LOOKUP_LISTING_LIMIT = 1000
+#: The longest file name (NAME_MAX), in bytes, whatever the store: what programs expect.
+NAME_MAX = 255
 #: The mount remembers the versions it showed for this many values (see Shown).
 _SHOWN_LIMIT = 100_000
 
@@ -157,6 +159,8 @@ class Namespace:
         key = ""
         raw = False
         for name in path_components(path):
+            if len(name) * 4 > NAME_MAX and len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise PathError(errno.ENAMETOOLONG, f"a name longer than {NAME_MAX} bytes: {name[:40]}...")
             component = name_component(name)
             if is_raw_name(name):
                 raw = True
@@ -564,6 +568,21 @@ class Namespace:
             if shown is not None:
                 shown.started = shown.finished = None
 
+    def clear_setid(self, key: str) -> None:
+        """A user other than root writes *key*: it loses its set-user-ID bit (and set-group-ID
+        where the group may execute it), as the kernel does on a local disk."""
+        entry = self.entry(key)
+        if entry is None or entry.is_dir:
+            return
+        mode = self.attributes(key, entry)["st_mode"]
+        if not mode & (stat.S_ISUID | stat.S_ISGID):
+            return
+        kept = stat.S_IMODE(mode) & ~stat.S_ISUID
+        if mode & stat.S_IXGRP:
+            kept &= ~stat.S_ISGID
+        if kept != stat.S_IMODE(mode):
+            self.change_metadata(key, entry, mode=kept)
+
     def created(self, key: str, mode: int | None) -> None:
         """*key* is a new empty file of this mount's, not stored yet (*mode*: the creator's).
 
@@ -620,6 +639,7 @@ class Namespace:
         else:
             self.overrides.update(key, **fields)
         self.meta.set(key, entry, empty_directory=True)
+        self.directory_changed(key)  # its times: now, also where the store keeps none
         self.directory_changed(parent_key(key))
 
     def remove_directory(self, key: str) -> None:

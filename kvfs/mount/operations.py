@@ -40,6 +40,8 @@ UTIME_OMIT = (1 << 30) - 2
 
 #: Largest write request the kernel is asked to send.
 MAX_WRITE = 1024 * 1024
+#: The largest file the mount makes (``EFBIG`` beyond): 5 TiB, S3's largest object.
+MAX_FILE_SIZE = 5 << 40
 #: Directory entries handed to libfuse per call of ``readdir_page``.
 _READDIR_PAGE = 256
 #: libfuse3's capability bit (fuse_common.h) that lets the kernel choose READDIRPLUS
@@ -380,6 +382,8 @@ class KvfsOperations(mfusepy.Operations):
         # data may be a view of libfuse's buffer, valid during this call only: copied.
         handle = self.files.handle(fh.fh)
         file = handle.file
+        if offset + len(data) > MAX_FILE_SIZE:
+            raise FuseOSError(errno.EFBIG)
         with file.lock:
             if file.failure is not None:
                 raise FuseOSError(file.failure)
@@ -402,6 +406,8 @@ class KvfsOperations(mfusepy.Operations):
             file.touch()
         if first and file.key is not None:
             self.names.modified(file.key)
+            if mfusepy.fuse_get_context()[0] != 0:
+                self.names.clear_setid(file.key)
         return len(data)
 
     def _local_copy(self, file: OpenFile) -> Any:
@@ -418,6 +424,8 @@ class KvfsOperations(mfusepy.Operations):
     @_operation
     def truncate(self, path: str | None, length: int, fh: Any = None) -> int:
         self._writable()
+        if length > MAX_FILE_SIZE:
+            raise FuseOSError(errno.EFBIG)
         if fh is not None:
             file: OpenFile | None = self.files.handle(fh.fh).file
             key = file.key  # type: ignore[union-attr]
