@@ -183,6 +183,40 @@ class MetadataCache:
 
 
 @dataclass
+class Shown:
+    """The version (size, mtime) of a value the mount showed, and why it is remembered.
+
+    One record for every use: the namespace keeps one per key, and a handle the version
+    it was opened on (to give the read cache a copy of what it reads).
+
+    *seen*: when a program opened this version (None: not since the mount changed it).
+    Unchanged at the next open, the kernel may keep its cached pages of the file.
+
+    *started*, *finished*: the mount stored this version itself then (None: it did not).
+    The store's own time for the value (a little later or, on S3 and GCS, in whole
+    seconds) is shown as *mtime* while the size matches and the store's time falls
+    within the write, with a little slack: a changed mtime would make the kernel drop
+    the cached pages of a file just written, and asking the store for its time after
+    each write would cost a request per file.
+    """
+
+    size: int
+    mtime: float
+    seen: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    def written_as(self, size: int | None, mtime: float) -> bool:
+        """Whether the store's (*size*, *mtime*) is the version the mount wrote."""
+        return (
+            self.started is not None
+            and self.finished is not None
+            and size == self.size
+            and self.started - 2 <= mtime <= self.finished + 2
+        )
+
+
+@dataclass
 class Overrides:
     """Attributes set through the mount; None fields fall back to the defaults."""
 
@@ -229,4 +263,4 @@ class AttributeOverrides:
                     self._by_key[dest + key[len(source) :]] = self._by_key.pop(key)
 
 
-__all__ = ["Entry", "DIRECTORY", "MetadataCache", "Overrides", "AttributeOverrides"]
+__all__ = ["Entry", "DIRECTORY", "MetadataCache", "Overrides", "AttributeOverrides", "Shown"]

@@ -17,13 +17,13 @@ import os
 import stat
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, overload
 
 from ..store import LINK_SUFFIX, KeyInfo, KeyValueStore
 from .binding import mfusepy
 from .handles import OpenFile, StagedData
-from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache, Overrides
+from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache, Overrides, Shown
 from .openfiles import OpenFiles
 from .options import MountOptions
 from .readcache import MEMORY_VALUE_LIMIT, ReadCache
@@ -43,37 +43,6 @@ _LOOKUP_LISTING_LIMIT = 1000
 NAME_MAX = 255
 #: The mount remembers the versions it showed for this many values (see Shown).
 _SHOWN_LIMIT = 100_000
-
-
-@dataclass
-class Shown:
-    """The version (size, mtime) of a value the mount showed, and why it is remembered.
-
-    *seen*: when a program opened this version (None: not since the mount changed it).
-    Unchanged at the next open, the kernel may keep its cached pages of the file.
-
-    *started*, *finished*: the mount stored this version itself then (None: it did not).
-    The store's own time for the value (a little later or, on S3 and GCS, in whole
-    seconds) is shown as *mtime* while the size matches and the store's time falls
-    within the write, with a little slack: a changed mtime would make the kernel drop
-    the cached pages of a file just written, and asking the store for its time after
-    each write would cost a request per file.
-    """
-
-    size: int
-    mtime: float
-    seen: float | None = None
-    started: float | None = None
-    finished: float | None = None
-
-    def written_as(self, size: int | None, mtime: float) -> bool:
-        """Whether the store's (*size*, *mtime*) is the version the mount wrote."""
-        return (
-            self.started is not None
-            and self.finished is not None
-            and size == self.size
-            and self.started - 2 <= mtime <= self.finished + 2
-        )
 
 
 def directory_entry(info: KeyInfo) -> Entry:
@@ -776,4 +745,4 @@ class Namespace:
         self.directory_changed(parent_key(key))
 
 
-__all__ = ["Namespace", "Shown", "directory_entry", "seconds"]
+__all__ = ["Namespace", "directory_entry", "seconds"]

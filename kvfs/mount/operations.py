@@ -24,7 +24,7 @@ from ..store import LINK_SUFFIX, KeyValueStore
 from .binding import RENAME_NOREPLACE, mfusepy
 from .failures import PASSED_THROUGH, StoreHealth, WatchedStore, errno_for
 from .handles import MemoryBudget, OpenFile
-from .metadata import DIRECTORY, Entry
+from .metadata import DIRECTORY, Entry, Shown
 from .namespace import Namespace
 from .openfiles import OpenFiles
 from .options import MountOptions
@@ -325,7 +325,7 @@ class KvfsOperations(mfusepy.Operations):
                 handle.reader.preload(cached.data, cached.fd)
             elif entry.mtime % 1 != 0 or time.time() >= entry.mtime + 2:
                 # A whole-second time is trusted once it is old enough (see Namespace.unchanged).
-                handle.signature = (entry.size, entry.mtime)
+                handle.shown = Shown(entry.size, entry.mtime)
         return 0
 
     @_operation
@@ -373,8 +373,8 @@ class KvfsOperations(mfusepy.Operations):
         count = reader.read_into(self.store, key, offset, buffer, file.version)
         if reader.fetched_whole is not None:
             whole, reader.fetched_whole = reader.fetched_whole, None
-            if handle.signature is not None and handle.signature[0] == len(whole):
-                self.names.read_cache.keep_bytes(key, whole, handle.signature[1])
+            if handle.shown is not None and handle.shown.size == len(whole):
+                self.names.read_cache.keep_bytes(key, whole, handle.shown.mtime)
         return count
 
     @_operation
