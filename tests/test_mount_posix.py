@@ -6,6 +6,7 @@ import errno
 import os
 import pathlib
 import stat
+import subprocess
 import tempfile
 
 import pytest
@@ -131,3 +132,10 @@ def test_only_root_gives_a_file_away(shared: pathlib.Path) -> None:
     assert _as_nobody(lambda: (shared / "mine").write_bytes(b"")) == 0
     assert _as_nobody(lambda: os.chown(shared / "mine", 0, 0)) == errno.EPERM
     assert os.stat(shared / "mine").st_uid == NOBODY
+
+
+def test_ls_a_shows_the_dot_entries(mnt: pathlib.Path) -> None:
+    os.mkdir(mnt / "d")
+    (mnt / "d" / "f").write_bytes(b"")
+    listed = subprocess.run(["ls", "-a", str(mnt / "d")], capture_output=True, text=True, check=True)
+    assert listed.stdout.split() == [".", "..", "f"]

@@ -211,7 +211,9 @@ class KvfsOperations(mfusepy.Operations):
                 continue
             if component in (".", ".."):
                 directory = key if component == "." else parent_key(key)
-                page.append((component, self.names.attributes(directory, DIRECTORY)))
+                # An inode number, which libfuse does not give these two: readdir(3)
+                # skips an entry whose d_ino is 0 (so would ls -a).
+                page.append((component, {**self.names.attributes(directory, DIRECTORY), "st_ino": 1}))
                 continue
             child = join_key(key, component)
             file = None if entry.is_dir else self.files.get(child)
