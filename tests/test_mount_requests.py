@@ -213,3 +213,25 @@ def test_renaming_a_directory_costs_a_copy_per_file_and_one_batched_delete(s3, t
         assert sorted(os.listdir(mnt / "e")) == sorted(f"f{number}" for number in range(30))
     assert store.keys(prefix="d/") == []
     assert len(store.keys(prefix="e/")) == 30
+
+
+def test_a_truncate_by_name_fetches_only_the_part_it_keeps(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    store.put("big", bytes(range(256)) * 4096)  # 1 MiB
+    ranges: list[bytes | None] = []
+
+    def note(request, **_: object) -> None:
+        if request.method == "GET" and "list-type" not in request.url:
+            ranges.append(request.headers.get("Range"))
+
+    store.client.meta.events.register("before-send.s3", note)
+    try:
+        with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+            os.stat(mnt / "big")
+            requests.clear()
+            os.truncate(mnt / "big", 1000)
+            assert requests["GetObject"] == 1 and requests["PutObject"] == 1
+    finally:
+        store.client.meta.events.unregister("before-send.s3", note)
+    assert ranges == [b"bytes=0-999"]  # not the whole value
+    assert store.get("big") == (bytes(range(256)) * 4)[:1000]

@@ -82,7 +82,7 @@ _memory_view.restype = ctypes.py_object
 _memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
 _PYBUF_READ, _PYBUF_WRITE = 0x100, 0x200
 _TIMES = (("st_atime", "st_atimespec"), ("st_mtime", "st_mtimespec"), ("st_ctime", "st_ctimespec"))
-_PLAIN_FIELDS = ("st_mode", "st_nlink", "st_size", "st_uid", "st_gid", "st_blocks", "st_blksize")
+_PLAIN_FIELDS = ("st_ino", "st_mode", "st_nlink", "st_size", "st_uid", "st_gid", "st_rdev", "st_blocks", "st_blksize")
 
 
 def fill_stat(st: mfusepy.c_stat, attributes: dict) -> None:

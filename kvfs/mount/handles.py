@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import IO
 
 from ..store import KeyValueStore
+from .metadata import Shown
 from .readcache import CachedValue
 
 #: Read-ahead grows to this many bytes per handle on sequential reads.
@@ -485,7 +486,7 @@ class LocalValues:
 class Handle:
     """One open file descriptor's state in the daemon."""
 
-    __slots__ = ("file", "writable", "append", "reader", "signature")
+    __slots__ = ("file", "writable", "append", "reader", "shown")
 
     def __init__(self, file: OpenFile, writable: bool, local: LocalValues, append: bool = False) -> None:
         self.file = file
@@ -494,7 +495,7 @@ class Handle:
         self.append = append
         self.reader = ReadAhead(local)
         #: (size, mtime) of the stored value when opened, for a read cache; None if unknown.
-        self.signature: tuple[int, float] | None = None
+        self.shown: Shown | None = None
 
 
 __all__ = ["MemoryBudget", "StagedData", "OpenFile", "ReadAhead", "LocalValues", "Handle", "MAX_READ_AHEAD"]

@@ -11,6 +11,7 @@ also holds, on such a store, what waits for a new file's first upload).
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ _SWEEP_LIMIT = 200_000
 
 @dataclass(frozen=True)
 class Entry:
-    """A name in the mount: a directory, or a file with the store's size and mtime."""
+    """A name in the mount: a directory, or a file with the store's size and mtime (or a link, ...)."""
 
     is_dir: bool
     size: int = 0
@@ -33,6 +34,20 @@ class Entry:
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
+    #: The file type (``stat.S_IFLNK``, ``S_IFIFO``, ...) of a name that is not a regular
+    #: file or a directory, None for those. A link's size is its target's length.
+    kind: int | None = None
+    #: The device of a character or block special file.
+    rdev: int = 0
+
+    @property
+    def is_link(self) -> bool:
+        return self.kind == stat.S_IFLNK
+
+    @property
+    def is_special(self) -> bool:
+        """A FIFO, socket or device: kept by the mount in memory, never by the store."""
+        return self.kind is not None and self.kind != stat.S_IFLNK
 
 
 DIRECTORY = Entry(True)
@@ -168,6 +183,40 @@ class MetadataCache:
 
 
 @dataclass
+class Shown:
+    """The version (size, mtime) of a value the mount showed, and why it is remembered.
+
+    One record for every use: the namespace keeps one per key, and a handle the version
+    it was opened on (to give the read cache a copy of what it reads).
+
+    *seen*: when a program opened this version (None: not since the mount changed it).
+    Unchanged at the next open, the kernel may keep its cached pages of the file.
+
+    *started*, *finished*: the mount stored this version itself then (None: it did not).
+    The store's own time for the value (a little later or, on S3 and GCS, in whole
+    seconds) is shown as *mtime* while the size matches and the store's time falls
+    within the write, with a little slack: a changed mtime would make the kernel drop
+    the cached pages of a file just written, and asking the store for its time after
+    each write would cost a request per file.
+    """
+
+    size: int
+    mtime: float
+    seen: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    def written_as(self, size: int | None, mtime: float) -> bool:
+        """Whether the store's (*size*, *mtime*) is the version the mount wrote."""
+        return (
+            self.started is not None
+            and self.finished is not None
+            and size == self.size
+            and self.started - 2 <= mtime <= self.finished + 2
+        )
+
+
+@dataclass
 class Overrides:
     """Attributes set through the mount; None fields fall back to the defaults."""
 
@@ -176,6 +225,8 @@ class Overrides:
     gid: int | None = None
     atime_ns: int | None = None
     mtime_ns: int | None = None
+    #: The last change of the name's attributes or content through the mount.
+    ctime_ns: int | None = None
 
 
 @dataclass
@@ -212,4 +263,4 @@ class AttributeOverrides:
                     self._by_key[dest + key[len(source) :]] = self._by_key.pop(key)
 
 
-__all__ = ["Entry", "DIRECTORY", "MetadataCache", "Overrides", "AttributeOverrides"]
+__all__ = ["Entry", "DIRECTORY", "MetadataCache", "Overrides", "AttributeOverrides", "Shown"]

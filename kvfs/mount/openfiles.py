@@ -1,0 +1,208 @@
+"""The mount's open files: handles, staged copies and their uploads.
+
+Every handle on a name shares one :class:`~kvfs.mount.handles.OpenFile` (see
+:mod:`kvfs.mount.handles` for staging and read-ahead). :class:`OpenFiles` keeps them by
+key and the handles by number, and binds the store, the memory budget of staged copies
+and the directory of staging files once, for every staging and upload.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import KeyValueStore
+from .binding import DIRECT_WRITES
+from .failures import FuseOSError, errno_for
+from .handles import Handle, LocalValues, MemoryBudget, OpenFile, StagedData
+from .paths import parent_key
+from .readcache import CachedValue
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A staged copy that reached the store under *key*: *size* bytes, begun at *started*.
+
+    *committed*: the staged file became the stored value (see :meth:`StagedData.upload`),
+    else *staged* is still a copy of it.
+    """
+
+    key: str
+    staged: StagedData
+    size: int
+    started: float
+    committed: bool
+
+
+class OpenFiles:
+    """Open files by key and handles by number, for *store* (thread-safe table).
+
+    Staged copies hold at most *budget* bytes in memory together; larger ones go to
+    temporary files in *cache_dir* (None: the system's temporary directory).
+    """
+
+    def __init__(self, store: KeyValueStore, budget: MemoryBudget, cache_dir: str | None) -> None:
+        self.store = store
+        self.budget = budget
+        self.cache_dir = cache_dir
+        self._local_values = LocalValues()
+        self._files: dict[str, OpenFile] = {}
+        self._handles: dict[int, Handle] = {}
+        self._lock = threading.Lock()  # guards both tables
+        self._numbers = itertools.count(1)
+
+    # ------------------------------------------------------------------ lookup
+
+    def get(self, key: str) -> OpenFile | None:
+        return self._files.get(key)
+
+    def usage(self) -> dict[str, int]:
+        """Open files and handles, files with unsaved changes, staged bytes in memory."""
+        with self._lock:
+            files = list(self._files.values())
+            handles = len(self._handles)
+        return {
+            "open_files": len(files),
+            "open_handles": handles,
+            "unsaved_files": sum(1 for file in files if file.dirty),
+            "staged_memory_bytes": self.budget.used,
+            "staged_memory_limit": self.budget.limit,
+        }
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._files
+
+    def handle(self, number: int) -> Handle:
+        """The handle *number* (``KeyError`` if it is not open)."""
+        return self._handles[number]
+
+    def handle_key(self, number: Any) -> str | None:
+        """The key of handle *number*'s file, None if unknown (for messages)."""
+        handle = self._handles.get(number)
+        return None if handle is None else handle.file.key
+
+    def below(self, directory: str) -> list[tuple[str, int]]:
+        """(key, size) of the files open directly in *directory* (not yet stored ones too)."""
+        with self._lock:
+            return [
+                (key, file.size)
+                for key, file in self._files.items()
+                if not file.detached and parent_key(key) == directory
+            ]
+
+    # ------------------------------------------------------------------ handles
+
+    def acquire(self, key: str, size: int, *, exists: bool) -> OpenFile:
+        """The open file of *key* (made if none) with one more handle counted."""
+        with self._lock:
+            file = self._files.get(key)
+            if file is None:
+                file = self._files[key] = OpenFile(key, size, exists=exists)
+            file.handles += 1
+            return file
+
+    def new_handle(self, file: OpenFile, writable: bool, fi: Any) -> Handle:
+        """A handle on *file* (acquired), numbered into ``fi.fh``."""
+        number = next(self._numbers)
+        handle = self._handles[number] = Handle(file, writable, self._local_values, bool(fi.flags & os.O_APPEND))
+        if DIRECT_WRITES and fi.flags & os.O_ACCMODE == os.O_WRONLY:
+            # Nothing reads through this handle: the kernel need not keep a copy of what
+            # it writes (other handles' pages of the range are dropped, see binding.py).
+            fi.direct_io = 1
+        fi.fh = number
+        return handle
+
+    def close_handle(self, number: int) -> OpenFile:
+        """Forget handle *number*; return its file (whose count :meth:`let_go` lowers)."""
+        handle = self._handles.pop(number)
+        handle.reader.clear()
+        return handle.file
+
+    def let_go(self, file: OpenFile) -> bool:
+        """One handle of *file* less: True when it was the last (the file leaves the table)."""
+        with self._lock:
+            file.handles -= 1
+            if file.handles > 0:
+                return False
+            if file.key is not None and self._files.get(file.key) is file:
+                del self._files[file.key]
+            return True
+
+    # ------------------------------------------------------------------ names
+
+    def take(self, key: str) -> OpenFile | None:
+        """Remove and return the open file of *key*, if any."""
+        with self._lock:
+            return self._files.pop(key, None)
+
+    def put(self, key: str, file: OpenFile) -> None:
+        with self._lock:
+            self._files[key] = file
+
+    def move_tree(self, source: str, target: str) -> None:
+        """The directory *source* is now *target*: so are the files open below it."""
+        below = source + "/"
+        with self._lock:
+            for key in [k for k in self._files if k.startswith(below)]:
+                file = self._files.pop(key)
+                file.key = target + key[len(source) :]
+                self._files[file.key] = file
+
+    def detach(self, file: OpenFile, hidden_key: str | None = None) -> None:
+        """*file* lost its name: its handles keep the data, nothing is uploaded any more."""
+        with file.lock:
+            if file.staged is None and file.exists and file.key is not None:
+                self.stage(file, load=True)
+            file.key = hidden_key
+            file.detached = True
+            file.dirty = False
+            file.exists = False
+        if hidden_key is not None:
+            self.put(hidden_key, file)
+
+    # ------------------------------------------------------------------ content
+
+    def stage(self, file: OpenFile, *, load: bool, local_copy: CachedValue | None = None) -> StagedData:
+        """*file*'s staged copy (see :meth:`OpenFile.stage`); the caller holds ``file.lock``."""
+        return file.stage(self.store, self.budget, self.cache_dir, load=load, local_copy=local_copy)
+
+    def start_anew(self, file: OpenFile) -> None:
+        """Empty *file*'s content (``O_TRUNC``, a new file); the caller holds ``file.lock``."""
+        self.stage(file, load=False).truncate(0)
+        file.size = 0
+        file.failure = None  # the content starts anew
+        file.touch()
+
+    @staticmethod
+    def poison(file: OpenFile, error: BaseException) -> None:
+        """A write or truncate of *file* failed: its staged copy is never uploaded (see OpenFile.failure)."""
+        code = errno_for(error)
+        file.failure = errno.EIO if code is None else code
+
+    def upload(self, file: OpenFile) -> Upload | None:
+        """Store a dirty file's staged copy (None: nothing to store); the caller holds ``file.lock``.
+
+        Raises what the store raises, keeping the copy. A file whose write failed
+        (``failure``) is not uploaded: :class:`FuseOSError` with its errno.
+        """
+        if file.failure is not None and not file.detached:
+            raise FuseOSError(file.failure)
+        key, staged = file.key, file.staged
+        if not file.dirty or key is None or staged is None or file.detached:
+            return None
+        started = time.time()
+        committed = staged.upload(self.store, key)
+        file.placeholder = file.placeholder and staged.size == 0
+        if committed:  # the staged file is the stored value now: the next write stages anew
+            file.committed()
+        file.dirty = False
+        file.exists = True
+        return Upload(key, staged, staged.size, started, committed)
+
+
+__all__ = ["OpenFiles", "Upload"]
