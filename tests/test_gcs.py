@@ -169,3 +169,22 @@ def test_dead_emulator_gives_backend_error_in_bounded_time(monkeypatch: pytest.M
             AnonymousCredentials(), "bucket", project="test", retry_timeout=2, timeout=2
         )
     assert isinstance(caught.value, OSError)
+
+
+def test_refusals_and_timeouts_carry_their_errno() -> None:
+    import errno
+
+    import requests
+    from google.api_core import exceptions as api_exceptions
+
+    from kvfs.errors import BackendError
+    from kvfs.net.gcstore import _errors
+
+    for raised, expected in (
+        (api_exceptions.Forbidden("no access"), errno.EACCES),
+        (requests.ReadTimeout("slow"), errno.ETIMEDOUT),
+        (api_exceptions.InternalServerError("oops"), None),
+    ):
+        with pytest.raises(BackendError) as caught, _errors("k"):
+            raise raised
+        assert caught.value.errno == expected

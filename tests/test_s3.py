@@ -365,3 +365,27 @@ def test_delete_many_is_one_request_per_thousand_keys(server: str) -> None:
     store.delete_many(keys)
     assert sorted(requests.operations) == ["DeleteObjects", "DeleteObjects"]
     assert store.keys(prefix="d/") == []
+
+
+def test_a_server_that_stops_answering_is_etimedout() -> None:
+    import errno
+    import socket
+
+    from kvfs.errors import BackendError
+    from kvfs.net.boto3store import make_client
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (in the kernel) and never answers
+    try:
+        host, port = silent.getsockname()
+        client = make_client(
+            endpoint_url=f"http://{host}:{port}", region_name="us-east-1", read_timeout=0.5, max_attempts=1,
+            aws_access_key_id="k", aws_secret_access_key="s",
+        )
+        store = Boto3Store("bucket", client=client)
+        with pytest.raises(BackendError) as raised:
+            store.get("key")
+        assert raised.value.errno == errno.ETIMEDOUT
+    finally:
+        silent.close()

@@ -14,6 +14,7 @@ from kvfs.errors import BackendError
 from kvfs.memory import DictStore
 from kvfs.mount.journal import Journal, JournalInUseError
 from kvfs.mount.writeback import WriteBack, WriteBackError
+from kvfs.testing import StoreContract
 
 FAST_RETRIES = (0.05, 0.1)
 
@@ -230,3 +231,45 @@ def test_journal_rejects_inconsistent_changes(tmp_path: pathlib.Path) -> None:
         journal.add("rename", "a", source="b")
     assert journal.pending() == []
     journal.close()
+
+
+class TestPendingStoreContract(StoreContract):
+    """A write-back mount's store is a store like any other, its changes visible at once."""
+
+    streams_large_values = False  # the dictionary underneath holds whole values
+
+    @pytest.fixture
+    def store(self, tmp_path: pathlib.Path):  # type: ignore[override]
+        from kvfs.mount.pending import PendingStore
+
+        queue = WriteBack(DictStore(), Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+        pending = PendingStore(queue.store, queue)
+        yield pending
+        assert queue.drain(timeout=60)
+        pending.close()
+
+    def test_pickles_to_a_working_store(self, store) -> None:  # type: ignore[no-untyped-def,override]
+        import pickle
+
+        with pytest.raises(TypeError, match="mount's process"):
+            pickle.dumps(store)
+
+
+def test_pending_changes_reach_the_store_as_they_were_shown(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    backend = DictStore()
+    backend.put("d/old", b"old")
+    queue = WriteBack(backend, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+    store = PendingStore(backend, queue)
+    store.put("d/new", b"new")
+    store.move("d/old", "e/moved")
+    store.put_directory("empty")
+    shown = {info.key for info in store.iter_level("")}
+    assert shown == {"d/", "e/", "empty/"}
+    assert {info.key for info in store.iter_level("d/")} == {"d/new"}
+    assert store.get("e/moved") == b"old" and "d/old" not in store
+    assert queue.drain(timeout=30)
+    assert {info.key for info in backend.iter_level("")} == shown
+    assert backend.get("e/moved") == b"old" and backend.get("d/new") == b"new"
+    store.close()

@@ -21,10 +21,10 @@ from ..mount.mounter import (
     start_daemon,
 )
 from ..mount.mounter import unmount as unmount_mountpoint
-from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, MountOptions
+from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, DEFAULT_TRANSFERS, MountOptions
 from ..url import mask_url
 from .errors import EXIT_USAGE, CliError, describe
-from .output import format_size
+from .output import format_size, note, progress_bar
 from .stores import open_error, open_url
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -95,6 +95,28 @@ class _Octal(click.ParamType):
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Directory for temporary files [default: $TMPDIR].")
 @click.option(
+    "--write-back",
+    is_flag=True,
+    help="close() returns once the file is safe in a local journal; uploads run in the background, "
+    "TRANSFERS at a time, and resume after a crash at the next mount. For object stores and databases.",
+)
+@click.option(
+    "--journal-dir",
+    type=click.Path(file_okay=False),
+    help="With --write-back: where the journal of pending changes lives [default: one directory per store "
+    "under $XDG_CACHE_HOME/kvfs/journal].",
+)
+@click.option(
+    "--transfers", type=click.IntRange(min=1), default=DEFAULT_TRANSFERS, show_default=True,
+    help="With --write-back: uploads in flight at once.",
+)
+@click.option(
+    "--no-journal-fsync",
+    is_flag=True,
+    help="With --write-back: do not fsync the journal at each close (faster; a power cut may lose the last "
+    "changes, a killed mount loses none).",
+)
+@click.option(
     "--allow-other",
     is_flag=True,
     help="Let other users use the mount (needs user_allow_other for non-root). The kernel checks the shown modes; "
@@ -119,6 +141,10 @@ def mount(
     read_cache_size: int,
     cache_dir: str | None,
     allow_other: bool,
+    write_back: bool,
+    journal_dir: str | None,
+    transfers: int,
+    no_journal_fsync: bool,
     no_check: bool,
     foreground: bool,
     log_level: str,
@@ -146,6 +172,10 @@ def mount(
             read_cache_size=read_cache_size,
             cache_dir=cache_dir,
             allow_other=allow_other,
+            write_back=write_back,
+            journal_dir=journal_dir,
+            journal_fsync=not no_journal_fsync,
+            transfers=transfers,
         )
     except ValueError as error:
         raise CliError(_one_line(error), EXIT_USAGE) from None
@@ -232,6 +262,41 @@ def status(mountpoint: str, as_json: bool) -> None:
         click.echo(line)
 
 
+def _drain(mountpoint: str, interval: float = 0.5) -> None:
+    """Wait until a write-back mount at *mountpoint* has stored every change (progress on stderr)."""
+    import time
+
+    from ..mount.control import query
+
+    try:
+        queue = query(mountpoint).get("write_back")
+    except OSError:
+        return  # not a running kvfs mount of ours: unmount says what it is
+    if not queue or not queue["pending"]:
+        return
+    bar = progress_bar("uploading", queue["bytes_left"], queue["pending"])
+    first_left, first_pending, reported = queue["bytes_left"], queue["pending"], 0
+    warned = False
+    try:
+        while queue and queue["pending"]:
+            if bar is not None:
+                bar.bytes_moved(max(0, first_left - queue["bytes_left"] - reported))
+                reported = max(reported, first_left - queue["bytes_left"])
+            if queue["failed"] and not warned:
+                warned = True
+                failure = queue["failures"][0]
+                note(
+                    f"kvfs unmount: {queue['failed']} change(s) keep failing ({failure['kind']} {failure['key']}: "
+                    f"{failure['error']}); still trying. Ctrl-C, then --lazy, leaves them in the journal."
+                )
+            time.sleep(interval)
+            queue = query(mountpoint).get("write_back")
+    finally:
+        if bar is not None:
+            bar.close()
+    note(f"kvfs unmount: {first_pending} change(s) stored")
+
+
 def describe_status(answer: dict[str, Any]) -> list[str]:
     """The lines ``kvfs status`` prints for a mount's *answer*."""
     cache = answer.get("read_cache") or {}
@@ -266,8 +331,13 @@ def describe_status(answer: dict[str, Any]) -> list[str]:
 def unmount(mountpoint: str, lazy: bool) -> None:
     """Unmount the kvfs mount at MOUNTPOINT (also one whose process died).
 
-    Anything else mounted there (a tmpfs, another FUSE filesystem) is left alone: exit 1.
+    On a write-back mount it first waits, with progress, until every change is in the
+    store; with --lazy it unmounts at once and what is not stored yet stays in the
+    journal, uploaded by the next mount of the store. Anything else mounted there (a
+    tmpfs, another FUSE filesystem) is left alone: exit 1.
     """
+    if not lazy:
+        _drain(mountpoint)
     try:
         unmount_mountpoint(mountpoint, lazy=lazy)
     except OSError as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -168,9 +169,8 @@ def serve(
     check_fuse()
     check_outside_store(store, mountpoint)
     path = check_mountpoint(mountpoint)
-    from .binding import KvfsFUSE, mfusepy
+    from .binding import mfusepy
     from .fuselog import route_libfuse_messages, take_last_error
-    from .operations import KvfsOperations
 
     libfuse = getattr(mfusepy, "_libfuse", None)
     if libfuse is not None:
@@ -186,11 +186,67 @@ def serve(
         if on_ready is not None:
             on_ready()
 
-    operations = KvfsOperations(store, options, ready)
+    queue = None
+    if options.write_back:
+        store, queue = _write_back(store, options, name)
+    try:
+        _serve(store, path, mountpoint, options, name, served, ready, queue)
+    finally:
+        if queue is not None:
+            left = queue.status()["pending"]
+            queue.close()  # what is not stored yet stays in the journal, for the next mount
+            if left:
+                log.warning("%d change(s) not stored yet stay in the journal %s", left, queue.journal.directory)
+
+
+def _write_back(store: KeyValueStore, options: MountOptions, name: str) -> tuple[KeyValueStore, Any]:
+    """*store* behind a write-back queue and its journal (replaying what an earlier mount left)."""
+    from .journal import Journal
+    from .pending import PendingStore
+    from .writeback import WriteBack
+
+    if not store.allows_key_and_prefix:
+        raise MountError(
+            errno.EINVAL,
+            f"--write-back is for object stores and databases, not {type(store).__name__} "
+            "(a local directory is written at local speed already)",
+        )
+    identity = name if name != "kvfs" else repr(store)
+    journal = Journal(options.journal_dir or default_journal_dir(identity), sync=options.journal_fsync)
+    queue = WriteBack(store, journal, options.transfers)
+    return PendingStore(store, queue), queue
+
+
+def default_journal_dir(identity: str) -> str:
+    """The journal of a store named *identity* (its URL, credentials masked), one per store."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return os.path.join(cache, "kvfs", "journal", digest)
+
+
+def _serve(
+    store: KeyValueStore,
+    path: str,
+    mountpoint: str,
+    options: MountOptions,
+    name: str,
+    served: threading.Event,
+    ready: Callable[[], None],
+    queue: Any,
+) -> None:
+    from .binding import KvfsFUSE
     from .control import ControlServer
+    from .fuselog import take_last_error
+    from .operations import KvfsOperations
+
+    operations = KvfsOperations(store, options, ready)
 
     def status() -> dict[str, Any]:
-        return {"mountpoint": path, "store": name, "pid": os.getpid(), **operations.status()}
+        answer = {"mountpoint": path, "store": name, "pid": os.getpid(), **operations.status()}
+        if queue is not None:
+            answer["mode"] = "write-back"
+            answer["write_back"] = queue.status() | {"journal": queue.journal.directory}
+        return answer
 
     control = ControlServer(path, {"status": status})
     try:

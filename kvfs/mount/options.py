@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 #: Default memory for staged writes of all open files together, before spilling to disk.
 DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
+#: Default number of upload workers of a write-back mount.
+DEFAULT_TRANSFERS = 8
 #: Default bound of the read cache (local copies of values on remote stores).
 DEFAULT_READ_CACHE_SIZE = 1024 * 1024 * 1024
 
@@ -23,6 +25,12 @@ class MountOptions:
     copies of values a mount of a remote store keeps after writing or reading them
     (small ones in memory, large ones in temporary files in ``cache_dir``); 0 turns
     that cache off.
+
+    With ``write_back`` a file's ``close()`` returns once its content is on local disk,
+    in the journal in ``journal_dir`` (by default one directory per store under
+    ``$XDG_CACHE_HOME/kvfs/journal``), made durable with ``fsync`` unless
+    ``journal_fsync`` is False; ``transfers`` workers upload the changes in the
+    background. See "Write-back" in ``docs/mount.rst``.
     """
 
     read_only: bool = False
@@ -35,6 +43,10 @@ class MountOptions:
     cache_dir: str | None = None
     read_cache_size: int = DEFAULT_READ_CACHE_SIZE
     allow_other: bool = False
+    write_back: bool = False
+    journal_dir: str | None = None
+    journal_fsync: bool = True
+    transfers: int = DEFAULT_TRANSFERS
 
     def __post_init__(self) -> None:
         if self.attr_timeout < 0 or self.listing_timeout < 0:
@@ -43,10 +55,12 @@ class MountOptions:
             raise ValueError("cache sizes must not be negative")
         if not 0 <= self.umask <= 0o777:
             raise ValueError(f"umask must be between 0 and 0o777, not {self.umask:o}")
+        if self.transfers < 1:
+            raise ValueError(f"transfers must be at least 1, not {self.transfers}")
         for name in ("uid", "gid"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative")
 
 
-__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE", "DEFAULT_READ_CACHE_SIZE"]
+__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE", "DEFAULT_READ_CACHE_SIZE", "DEFAULT_TRANSFERS"]

@@ -66,11 +66,15 @@ class _Pending:
 @dataclass(frozen=True)
 class Content:
     """Where a key's pending content is: in the journal (*change*, a put), or in the store
-    under *store_key* (a copy or move not yet done), or nowhere (*missing*)."""
+    under *store_key* (a copy or move not yet done), or nowhere (*missing*).
+
+    *directory* is True for a directory made and not yet stored, False for one removed.
+    """
 
     change: Change | None = None
     store_key: str | None = None
     missing: bool = False
+    directory: bool | None = None
 
 
 class WriteBackError(OSError):
@@ -222,7 +226,7 @@ class WriteBack:
             if change.kind in ("copy", "move") and key == change.key:
                 pending, key = pending.source_before, change.source  # type: ignore[assignment]
                 continue
-            return Content(store_key=key)  # a directory change: values are as stored
+            return Content(store_key=key, directory=change.kind == "put_directory")
 
     def is_pending(self, key: str) -> bool:
         """Whether a change touching *key* is still pending."""
@@ -232,12 +236,14 @@ class WriteBack:
     def pending_below(self, directory: str) -> dict[str, Content]:
         """The pending state of the keys directly below *directory* ("" for the top)."""
         prefix = directory + "/" if directory else ""
+        return {key: content for key, content in self.pending_under(prefix).items() if "/" not in key[len(prefix) :]}
+
+    def pending_under(self, prefix: str) -> dict[str, Content]:
+        """The pending state of every key that starts with *prefix*."""
         with self._lock:
-            found = {}
-            for key, pending in self._latest.items():
-                if key.startswith(prefix) and "/" not in key[len(prefix) :]:
-                    found[key] = self._content_of(pending, key)
-            return found
+            return {
+                key: self._content_of(pending, key) for key, pending in self._latest.items() if key.startswith(prefix)
+            }
 
     def read(self, change: Change, offset: int, length: int) -> bytes:
         """Bytes of a pending put's content (see :meth:`resolve`)."""

@@ -20,7 +20,7 @@ from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
 from boto3.s3.transfer import TransferConfig  # noqa: E402
 from botocore import UNSIGNED  # noqa: E402
 from botocore.config import Config  # noqa: E402
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -133,6 +133,8 @@ def _errors(key: str | None = None) -> Iterator[None]:
         cause = error.__cause__ or error.__context__
         if isinstance(error, Boto3Error) and isinstance(cause, ClientError):
             error = cause  # a failed managed transfer: report the server's answer
+        if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+            raise BackendError(errno.ETIMEDOUT, _message(error)) from error
         raise BackendError(_message(error)) from error
 
 

@@ -54,6 +54,8 @@ def _errors(key: str | None = None) -> Iterator[None]:
         if key is None:
             raise BackendError(f"GCS: {error.message}") from error
         raise KeyNotFoundError(key) from None
+    except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as error:
+        raise BackendError(errno.EACCES, f"GCS: {error.message}") from error
     except api_exceptions.GoogleAPICallError as error:
         raise BackendError(f"GCS: {error.message}") from error
     except (
@@ -63,6 +65,8 @@ def _errors(key: str | None = None) -> Iterator[None]:
         storage_exceptions.DataCorruption,
         requests.RequestException,
     ) as error:
+        if isinstance(error, requests.Timeout):
+            raise BackendError(errno.ETIMEDOUT, f"GCS: {error}") from error
         raise BackendError(f"GCS: {error}") from error
 
 
