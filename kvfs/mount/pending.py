@@ -24,7 +24,7 @@ from .writeback import Content, WriteBack
 _T = TypeVar("_T")
 
 #: Attempts of a read whose pending change completed under it (the journal's copy went).
-_ATTEMPTS = 3
+_ATTEMPTS = 5
 
 
 class PendingStore(StoreDecorator):
@@ -57,25 +57,29 @@ class PendingStore(StoreDecorator):
     # ------------------------------------------------------------------ reading
 
     def _read(self, key: str, journal: Callable[[Content], _T], store: Callable[[str], _T]) -> _T:
-        """*journal* for a key with pending content, *store* (with the key holding it) otherwise."""
+        """*journal* for a key with pending content, *store* (with the key holding it) otherwise.
+
+        A change may be stored while it is read: its journal copy goes, a moved value
+        leaves its old key. Then the value is where the change put it.
+        """
         for attempt in range(_ATTEMPTS):
             content = self.queue.resolve(key)
+            if content is None:
+                return store(key)
+            if content.missing:
+                raise KeyNotFoundError(key)
             try:
-                if content is None:
-                    return store(key)
                 if content.change is not None:
-                    try:
-                        return journal(content)
-                    except FileNotFoundError:
-                        # Stored just now (the journal's copy goes first): the store has it.
-                        return store(content.change.key)
-                if content.missing or content.store_key is None:
-                    raise KeyNotFoundError(key)
-                return store(content.store_key)
+                    return journal(content)
+                return store(content.store_key or key)
+            except (FileNotFoundError, KeyError):
+                pass
+            try:  # stored meanwhile
+                return store(key)
             except KeyError:
-                # A move stored meanwhile: ask again, unless nothing is pending any more.
-                if content is None or attempt == _ATTEMPTS - 1:
+                if attempt == _ATTEMPTS - 1:
                     raise
+                time.sleep(0.01 * (attempt + 1))  # the queue is finishing that change
         raise AssertionError("unreachable")
 
     def _get(self, key: str) -> bytes:
