@@ -539,13 +539,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
                 filling = True
                 fill(fd)
                 filling = False
-                old = self._replaced(name, dir_fd)
-                if old is not None:
-                    _keep_owner_and_mode(fd, old)
-                elif self.perm is not None:
-                    os.fchmod(fd, self.perm)
-                if self.fsync:
-                    os.fsync(fd)
+                self._ready_to_replace(fd, name, dir_fd)
             finally:
                 os.close(fd)
             os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -562,6 +556,17 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
                 _remove_quietly(temporary, dir_fd)
             if dir_fd is not None:
                 os.close(dir_fd)
+
+    def _ready_to_replace(self, fd: int, name: str, dir_fd: int | None) -> None:
+        """Give the new file *fd* of *name* the mode and owner of the file it replaces
+        (or ``perm`` for a new key), and sync it where the store is built to."""
+        old = self._replaced(name, dir_fd)
+        if old is not None:
+            _keep_owner_and_mode(fd, old)
+        elif self.perm is not None:
+            os.fchmod(fd, self.perm)
+        if self.fsync:
+            os.fsync(fd)
 
     @staticmethod
     def _replaced(name: str, dir_fd: int | None) -> os.stat_result | None:
@@ -704,13 +709,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
             dir_fd, name = self._locate(key, create=True)
             if dir_fd is None:  # os.link needs a dir_fd to call linkat, which follows the link below
                 dir_fd, name = self._open_directory("", create=True), key
-            old = self._replaced(name, dir_fd)
-            if old is not None:
-                _keep_owner_and_mode(fd, old)
-            elif self.perm is not None:
-                os.fchmod(fd, self.perm)
-            if self.fsync:
-                os.fsync(fd)
+            self._ready_to_replace(fd, name, dir_fd)
             if file.path is None:
                 temporary, linking = _temporary_name(), True
                 os.link(f"/proc/self/fd/{fd}", temporary, dst_dir_fd=dir_fd)
