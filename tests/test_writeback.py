@@ -6,6 +6,7 @@ import io
 import os
 import pathlib
 import threading
+import time
 
 import pytest
 
@@ -163,6 +164,27 @@ def test_ready_deletes_go_as_one_batch(backend: Switchable, tmp_path: pathlib.Pa
     assert queue.drain(timeout=10)
     batches = [argument for name, argument in backend.calls if name == "delete_many"]
     assert len(batches) == 1 and len(batches[0]) == 50  # type: ignore[arg-type]
+    assert backend.keys(prefix="d/") == []
+    queue.close()
+
+
+def test_deletes_arriving_while_one_is_sent_wait_and_go_together(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    for number in range(50):
+        backend.put(f"d/{number}", b"x")
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=8)
+    queue.delete("d/0")
+    deadline = time.monotonic() + 10
+    while queue.status()["in_flight"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.status()["in_flight"] == 1
+    for number in range(1, 50):
+        queue.delete(f"d/{number}")  # idle workers are there, yet these wait for the first batch
+    assert queue.status()["in_flight"] == 1
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    batches = [argument for name, argument in backend.calls if name == "delete_many"]
+    assert batches == [("d/0",), tuple(f"d/{number}" for number in range(1, 50))]
     assert backend.keys(prefix="d/") == []
     queue.close()
 

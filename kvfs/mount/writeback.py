@@ -23,6 +23,7 @@ Along the way:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -38,10 +39,17 @@ log = logging.getLogger("kvfs.mount.writeback")
 
 #: Default number of upload workers.
 DEFAULT_TRANSFERS = 8
+#: The interpreter's thread switch interval while workers run, in seconds: a FUSE thread
+#: waiting for the GIL held by a busy worker waits up to this long (Python's default, 5 ms,
+#: is longer than a whole small-file close).
+_SWITCH_INTERVAL = 0.0005
 #: Delays between attempts of a failing change, in seconds (the last one repeats).
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 #: Most deletes sent in one ``delete_many``.
 _DELETE_BATCH = 1000
+#: Delete requests sent at once: the deletes that arrive meanwhile wait and go together,
+#: in one batch (rm -r: a few DeleteObjects instead of one request per file).
+_DELETE_SENDERS = 1
 #: Puts up to this size are uploaded as one bytes object, larger ones streamed.
 _SMALL = 4 * 1024 * 1024
 
@@ -109,6 +117,7 @@ class WriteBack:
         self._retrying: list[_Pending] = []
         self._all: set[_Pending] = set()
         self._stopping = False
+        self._deletes_in_flight = 0
         self.stored = 0  # changes the store has, since the mount started
         replayed = journal.pending()
         with self._lock:
@@ -116,6 +125,7 @@ class WriteBack:
                 self._enqueue(change)
         if replayed:
             log.warning("write-back: replaying %d change(s) left by an earlier mount", len(replayed))
+        sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._workers = [
             threading.Thread(target=self._work, name=f"kvfs-upload-{number}", daemon=True) for number in range(transfers)
         ]
@@ -341,10 +351,12 @@ class WriteBack:
                 if pending.retry_at <= now:
                     self._retrying.remove(pending)
                     self._ready.append(pending)
-            if self._ready:
-                first = self._ready.popleft()
+            first = self._first_sendable()
+            if first is not None:
+                self._ready.remove(first)
                 batch = [first]
                 if first.change.kind == "delete":
+                    self._deletes_in_flight += 1
                     for other in list(self._ready):
                         if len(batch) >= _DELETE_BATCH:
                             break
@@ -356,6 +368,14 @@ class WriteBack:
                 return batch
             wake = min((p.retry_at for p in self._retrying), default=None)
             self._lock.wait(None if wake is None else max(0.0, wake - now))
+        return None
+
+    def _first_sendable(self) -> _Pending | None:
+        """The oldest ready change a worker may send now (deletes wait while one is in flight)."""
+        deletes_allowed = self._deletes_in_flight < _DELETE_SENDERS
+        for pending in self._ready:
+            if deletes_allowed or pending.change.kind != "delete":
+                return pending
         return None
 
     def _work(self) -> None:
@@ -370,6 +390,11 @@ class WriteBack:
                 self._failed(batch, error)
             else:
                 self._done(batch)
+            finally:
+                if batch[0].change.kind == "delete":
+                    with self._lock:
+                        self._deletes_in_flight -= 1
+                        self._lock.notify_all()
 
     def _send(self, batch: list[_Pending]) -> None:
         change = batch[0].change
