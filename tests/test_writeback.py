@@ -295,3 +295,23 @@ def test_pending_changes_reach_the_store_as_they_were_shown(tmp_path: pathlib.Pa
     assert {info.key for info in backend.iter_level("")} == shown
     assert backend.get("e/moved") == b"old" and backend.get("d/new") == b"new"
     store.close()
+
+
+def test_a_directory_move_takes_stored_and_pending_values(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    backend = DictStore()
+    backend.put("a/stored", b"1")
+    backend.put("a/deleted", b"gone")
+    backend.put("a/sub/deep", b"3")
+    queue = WriteBack(backend, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+    store = PendingStore(backend, queue)
+    store.put("a/new", b"2")
+    store.delete("a/deleted")
+    assert store.move_directory("a", "b") == "b"
+    expected = {"b/stored": b"1", "b/new": b"2", "b/sub/deep": b"3"}
+    assert {key: store.get(key) for key in store.keys()} == expected
+    assert queue.drain(timeout=30)
+    assert {key: backend.get(key) for key in backend.keys() if not key.endswith("/")} == expected
+    assert not backend.has_directory("a")
+    store.close()
