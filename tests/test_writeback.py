@@ -59,6 +59,10 @@ class Switchable(StoreDecorator):
         self._note("move", (source, dest))
         return super()._move(source, dest)
 
+    def _copy(self, source, dest):  # type: ignore[no-untyped-def]
+        self._note("copy", (source, dest))
+        return super()._copy(source, dest)
+
 
 @pytest.fixture
 def backend() -> Switchable:
@@ -112,9 +116,10 @@ def test_a_move_of_a_pending_file_reads_the_pending_content(backend: Switchable,
     backend.gate.set()
     assert queue.drain(timeout=10)
     assert backend.get("final") == b"draft" and "tmp" not in backend
-    # The move waited for the put of its source.
+    # The move (a copy, then a delete: the dictionary copies "on the server") waited
+    # for the put of its source.
     names = [name for name, _ in backend.calls]
-    assert names.index("put") < names.index("move")
+    assert names.index("put") < names.index("copy") < names.index("delete_many")
     queue.close()
 
 
@@ -186,6 +191,47 @@ def test_deletes_arriving_while_one_is_sent_wait_and_go_together(backend: Switch
     batches = [argument for name, argument in backend.calls if name == "delete_many"]
     assert batches == [("d/0",), tuple(f"d/{number}" for number in range(1, 50))]
     assert backend.keys(prefix="d/") == []
+    queue.close()
+
+
+def test_moves_arriving_while_one_is_sent_go_as_copies_and_one_delete(tmp_path: pathlib.Path) -> None:
+    backend = Switchable(DictStore())
+    for number in range(20):
+        backend.put(f"a/{number}", str(number).encode())
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=8)
+    queue.move("a/0", "b/0")
+    deadline = time.monotonic() + 10
+    while queue.status()["in_flight"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for number in range(1, 20):
+        queue.move(f"a/{number}", f"b/{number}")
+    assert queue.status()["in_flight"] == 1
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    deletes = [argument for name, argument in backend.calls if name == "delete_many"]
+    assert deletes == [("a/0",), tuple(f"a/{number}" for number in range(1, 20))]
+    assert not any(name in ("move", "delete") for name, _ in backend.calls)
+    assert {key: backend.get(key) for key in backend.keys()} == {f"b/{n}": str(n).encode() for n in range(20)}
+    queue.close()
+
+
+def test_a_failed_batch_of_moves_is_sent_again_and_loses_nothing(tmp_path: pathlib.Path) -> None:
+    backend = Switchable(DictStore())
+    for number in range(5):
+        backend.put(f"a/{number}", b"v")
+    backend.broken = True
+    queue = _queue(backend, tmp_path / "j", transfers=2)
+    for number in range(5):
+        queue.move(f"a/{number}", f"b/{number}")
+    deadline = time.monotonic() + 10
+    while not queue.status()["failed"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.status()["failed"]
+    assert backend.keys(prefix="a/") == [f"a/{number}" for number in range(5)]  # nothing deleted
+    backend.broken = False
+    assert queue.drain(timeout=30)
+    assert sorted(backend.keys()) == [f"b/{number}" for number in range(5)]
     queue.close()
 
 
