@@ -6,6 +6,7 @@ import io
 import os
 import pathlib
 import threading
+import time
 
 import pytest
 
@@ -57,6 +58,10 @@ class Switchable(StoreDecorator):
     def _move(self, source, dest):  # type: ignore[no-untyped-def]
         self._note("move", (source, dest))
         return super()._move(source, dest)
+
+    def _copy(self, source, dest):  # type: ignore[no-untyped-def]
+        self._note("copy", (source, dest))
+        return super()._copy(source, dest)
 
 
 @pytest.fixture
@@ -111,9 +116,10 @@ def test_a_move_of_a_pending_file_reads_the_pending_content(backend: Switchable,
     backend.gate.set()
     assert queue.drain(timeout=10)
     assert backend.get("final") == b"draft" and "tmp" not in backend
-    # The move waited for the put of its source.
+    # The move (a copy, then a delete: the dictionary copies "on the server") waited
+    # for the put of its source.
     names = [name for name, _ in backend.calls]
-    assert names.index("put") < names.index("move")
+    assert names.index("put") < names.index("copy") < names.index("delete_many")
     queue.close()
 
 
@@ -164,6 +170,68 @@ def test_ready_deletes_go_as_one_batch(backend: Switchable, tmp_path: pathlib.Pa
     batches = [argument for name, argument in backend.calls if name == "delete_many"]
     assert len(batches) == 1 and len(batches[0]) == 50  # type: ignore[arg-type]
     assert backend.keys(prefix="d/") == []
+    queue.close()
+
+
+def test_deletes_arriving_while_one_is_sent_wait_and_go_together(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    for number in range(50):
+        backend.put(f"d/{number}", b"x")
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=8)
+    queue.delete("d/0")
+    deadline = time.monotonic() + 10
+    while queue.status()["in_flight"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.status()["in_flight"] == 1
+    for number in range(1, 50):
+        queue.delete(f"d/{number}")  # idle workers are there, yet these wait for the first batch
+    assert queue.status()["in_flight"] == 1
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    batches = [argument for name, argument in backend.calls if name == "delete_many"]
+    assert batches == [("d/0",), tuple(f"d/{number}" for number in range(1, 50))]
+    assert backend.keys(prefix="d/") == []
+    queue.close()
+
+
+def test_moves_arriving_while_one_is_sent_go_as_copies_and_one_delete(tmp_path: pathlib.Path) -> None:
+    backend = Switchable(DictStore())
+    for number in range(20):
+        backend.put(f"a/{number}", str(number).encode())
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=8)
+    queue.move("a/0", "b/0")
+    deadline = time.monotonic() + 10
+    while queue.status()["in_flight"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for number in range(1, 20):
+        queue.move(f"a/{number}", f"b/{number}")
+    assert queue.status()["in_flight"] == 1
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    deletes = [argument for name, argument in backend.calls if name == "delete_many"]
+    assert deletes == [("a/0",), tuple(f"a/{number}" for number in range(1, 20))]
+    assert not any(name in ("move", "delete") for name, _ in backend.calls)
+    assert {key: backend.get(key) for key in backend.keys()} == {f"b/{n}": str(n).encode() for n in range(20)}
+    queue.close()
+
+
+def test_a_failed_batch_of_moves_is_sent_again_and_loses_nothing(tmp_path: pathlib.Path) -> None:
+    backend = Switchable(DictStore())
+    for number in range(5):
+        backend.put(f"a/{number}", b"v")
+    backend.broken = True
+    queue = _queue(backend, tmp_path / "j", transfers=2)
+    for number in range(5):
+        queue.move(f"a/{number}", f"b/{number}")
+    deadline = time.monotonic() + 10
+    while not queue.status()["failed"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.status()["failed"]
+    assert backend.keys(prefix="a/") == [f"a/{number}" for number in range(5)]  # nothing deleted
+    backend.broken = False
+    assert queue.drain(timeout=30)
+    assert sorted(backend.keys()) == [f"b/{number}" for number in range(5)]
     queue.close()
 
 
@@ -272,4 +340,24 @@ def test_pending_changes_reach_the_store_as_they_were_shown(tmp_path: pathlib.Pa
     assert queue.drain(timeout=30)
     assert {info.key for info in backend.iter_level("")} == shown
     assert backend.get("e/moved") == b"old" and backend.get("d/new") == b"new"
+    store.close()
+
+
+def test_a_directory_move_takes_stored_and_pending_values(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    backend = DictStore()
+    backend.put("a/stored", b"1")
+    backend.put("a/deleted", b"gone")
+    backend.put("a/sub/deep", b"3")
+    queue = WriteBack(backend, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+    store = PendingStore(backend, queue)
+    store.put("a/new", b"2")
+    store.delete("a/deleted")
+    assert store.move_directory("a", "b") == "b"
+    expected = {"b/stored": b"1", "b/new": b"2", "b/sub/deep": b"3"}
+    assert {key: store.get(key) for key in store.keys()} == expected
+    assert queue.drain(timeout=30)
+    assert {key: backend.get(key) for key in backend.keys() if not key.endswith("/")} == expected
+    assert not backend.has_directory("a")
     store.close()

@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 from ..decorator import StoreDecorator
 from ..errors import KeyNotFoundError
 from ..mixins import TTL
-from ..store import SEPARATOR, KeyInfo, KeyValueStore
+from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore
 from .writeback import Content, WriteBack
 
 _T = TypeVar("_T")
@@ -210,6 +210,17 @@ class PendingStore(StoreDecorator):
         if not self._has_key(source):
             raise KeyNotFoundError(source)
         self.queue.move(source, dest)
+        return dest
+
+    def _move_directory(self, source: str, dest: str) -> str:
+        below = source + SEPARATOR
+        names = [name for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
+        if not names and not self._has_directory(source):
+            raise KeyNotFoundError(source)
+        for name in names:  # listed just now, pending changes included: no request to check each
+            self.queue.move(name, dest + SEPARATOR + name[len(below) :])
+        if self.supports_directories:
+            self._move_markers(source, dest)
         return dest
 
     def _put_directory(self, key: str) -> None:

@@ -23,6 +23,7 @@ Along the way:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -31,17 +32,26 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..errors import KeyNotFoundError
-from ..store import KeyValueStore
+from ..store import KeyValueStore, run_parallel
 from .journal import Change, Journal
 
 log = logging.getLogger("kvfs.mount.writeback")
 
 #: Default number of upload workers.
 DEFAULT_TRANSFERS = 8
+#: The interpreter's thread switch interval while workers run, in seconds: a FUSE thread
+#: waiting for the GIL held by a busy worker waits up to this long (Python's default, 5 ms,
+#: is longer than a whole small-file close).
+_SWITCH_INTERVAL = 0.0005
 #: Delays between attempts of a failing change, in seconds (the last one repeats).
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
-#: Most deletes sent in one ``delete_many``.
-_DELETE_BATCH = 1000
+#: Most deletes (or moves) sent in one batch (S3: 1,000 keys per DeleteObjects).
+_BATCH_SIZE = 1000
+#: Batches of deletes (and of moves, on stores that copy on the server) sent at once:
+#: the ones that arrive meanwhile wait and go together, in one batch (rm -r: a few
+#: DeleteObjects instead of one request per file; a directory rename: parallel COPYs,
+#: then one DeleteObjects).
+_BATCHES_IN_FLIGHT = 1
 #: Puts up to this size are uploaded as one bytes object, larger ones streamed.
 _SMALL = 4 * 1024 * 1024
 
@@ -109,6 +119,8 @@ class WriteBack:
         self._retrying: list[_Pending] = []
         self._all: set[_Pending] = set()
         self._stopping = False
+        # Kinds of change sent in batches, and how many batches of each are in flight.
+        self._batched = {"delete": 0} | ({"move": 0} if store.supports_server_copy else {})
         self.stored = 0  # changes the store has, since the mount started
         replayed = journal.pending()
         with self._lock:
@@ -116,6 +128,7 @@ class WriteBack:
                 self._enqueue(change)
         if replayed:
             log.warning("write-back: replaying %d change(s) left by an earlier mount", len(replayed))
+        sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self._workers = [
             threading.Thread(target=self._work, name=f"kvfs-upload-{number}", daemon=True) for number in range(transfers)
         ]
@@ -334,21 +347,24 @@ class WriteBack:
     # ------------------------------------------------------------------ workers
 
     def _next_batch(self) -> list[_Pending] | None:
-        """The next change (or batch of deletes) to send; None when stopping. Holds the lock."""
+        """The next change (or batch of deletes or moves) to send; None when stopping. Holds the lock."""
         while not self._stopping:
             now = time.monotonic()
             for pending in list(self._retrying):
                 if pending.retry_at <= now:
                     self._retrying.remove(pending)
                     self._ready.append(pending)
-            if self._ready:
-                first = self._ready.popleft()
+            first = self._first_sendable()
+            if first is not None:
+                self._ready.remove(first)
                 batch = [first]
-                if first.change.kind == "delete":
+                kind = first.change.kind
+                if kind in self._batched:
+                    self._batched[kind] += 1
                     for other in list(self._ready):
-                        if len(batch) >= _DELETE_BATCH:
+                        if len(batch) >= _BATCH_SIZE:
                             break
-                        if other.change.kind == "delete":
+                        if other.change.kind == kind:
                             self._ready.remove(other)
                             batch.append(other)
                 for pending in batch:
@@ -356,6 +372,13 @@ class WriteBack:
                 return batch
             wake = min((p.retry_at for p in self._retrying), default=None)
             self._lock.wait(None if wake is None else max(0.0, wake - now))
+        return None
+
+    def _first_sendable(self) -> _Pending | None:
+        """The oldest ready change a worker may send now (a batched kind waits while its batches are in flight)."""
+        for pending in self._ready:
+            if self._batched.get(pending.change.kind, 0) < _BATCHES_IN_FLIGHT:
+                return pending
         return None
 
     def _work(self) -> None:
@@ -370,6 +393,11 @@ class WriteBack:
                 self._failed(batch, error)
             else:
                 self._done(batch)
+            finally:
+                if batch[0].change.kind in self._batched:
+                    with self._lock:
+                        self._batched[batch[0].change.kind] -= 1
+                        self._lock.notify_all()
 
     def _send(self, batch: list[_Pending]) -> None:
         change = batch[0].change
@@ -382,6 +410,8 @@ class WriteBack:
             else:
                 with self.journal.open_content(change) as content:
                     store.put_file(change.key, content)
+        elif change.kind == "move" and "move" in self._batched:
+            self._send_moves(batch)
         elif change.kind in ("copy", "move"):
             try:
                 (store.copy if change.kind == "copy" else store.move)(change.source, change.key)  # type: ignore[arg-type]
@@ -394,6 +424,25 @@ class WriteBack:
         elif change.kind == "delete_directory":
             if store.supports_directories:
                 store.delete_directory(change.key)
+
+    def _send_moves(self, batch: list[_Pending]) -> None:
+        """Copy every value of *batch* (in parallel), then delete the sources in one ``delete_many``.
+
+        A failure leaves every source in place, so the whole batch can be sent again.
+        """
+        moved: list[str] = []
+
+        def copy(pending: _Pending) -> None:
+            source, key = pending.change.source, pending.change.key
+            try:
+                self.store.copy(source, key)  # type: ignore[arg-type]
+            except KeyNotFoundError:
+                log.warning("write-back: move of %s to %s: the source is gone", source, key)
+            else:
+                moved.append(source)  # type: ignore[arg-type]
+
+        run_parallel(copy, batch, self.store.parallel_requests)
+        self.store.delete_many(moved)
 
     def _done(self, batch: list[_Pending]) -> None:
         for pending in batch:
