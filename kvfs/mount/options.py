@@ -31,6 +31,13 @@ class MountOptions:
     ``$XDG_CACHE_HOME/kvfs/journal``), made durable with ``fsync`` unless
     ``journal_fsync`` is False; ``transfers`` workers upload the changes in the
     background. See "Write-back" in ``docs/mount.rst``.
+
+    ``coordinate`` names a coordination engine (``redis://…`` or ``postgresql://…``)
+    shared by every mount of the store: changes are announced to the others, theirs
+    drop this mount's caches at once, and ``flock``/``fcntl`` locks are leases there
+    (of ``lock_lifetime`` seconds, renewed while held). ``coordinate_store`` is the
+    store's URL, which names the channel (``kvfs mount`` passes its URL). See "Many
+    hosts" in ``docs/mount.rst``.
     """
 
     read_only: bool = False
@@ -47,6 +54,9 @@ class MountOptions:
     journal_dir: str | None = None
     journal_fsync: bool = True
     transfers: int = DEFAULT_TRANSFERS
+    coordinate: str | None = None
+    coordinate_store: str | None = None
+    lock_lifetime: float | None = None
 
     def __post_init__(self) -> None:
         if self.attr_timeout < 0 or self.listing_timeout < 0:
@@ -57,6 +67,8 @@ class MountOptions:
             raise ValueError(f"umask must be between 0 and 0o777, not {self.umask:o}")
         if self.transfers < 1:
             raise ValueError(f"transfers must be at least 1, not {self.transfers}")
+        if self.lock_lifetime is not None and self.lock_lifetime <= 0:
+            raise ValueError(f"lock_lifetime must be positive, not {self.lock_lifetime}")
         for name in ("uid", "gid"):
             value = getattr(self, name)
             if value is not None and value < 0:
