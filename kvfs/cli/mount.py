@@ -120,13 +120,7 @@ class _Octal(click.ParamType):
     "--coordinate",
     metavar="URL",
     help="Coordination engine shared by every host mounting the same STORE_URL (redis://... or "
-    "postgresql://...): changes show on the other mounts at once, flock/fcntl locks hold across hosts.",
-)
-@click.option(
-    "--lock-lifetime",
-    type=click.FloatRange(min=0, min_open=True),
-    help="With --coordinate: seconds a lock outlives a mount that died holding it [default: the engine's lease "
-    "lifetime].",
+    "postgresql://...): changes show on the other mounts at once.",
 )
 @click.option(
     "--allow-other",
@@ -158,7 +152,6 @@ def mount(
     transfers: int,
     no_journal_fsync: bool,
     coordinate: str | None,
-    lock_lifetime: float | None,
     no_check: bool,
     foreground: bool,
     log_level: str,
@@ -192,7 +185,6 @@ def mount(
             transfers=transfers,
             coordinate=coordinate,
             coordinate_store=store_url if coordinate else None,
-            lock_lifetime=lock_lifetime,
         )
     except ValueError as error:
         raise CliError(_one_line(error), EXIT_USAGE) from None

@@ -34,8 +34,7 @@ class MountOptions:
 
     ``coordinate`` names a coordination engine (``redis://…`` or ``postgresql://…``)
     shared by every mount of the store: changes are announced to the others, theirs
-    drop this mount's caches at once, and ``flock``/``fcntl`` locks are leases there
-    (of ``lock_lifetime`` seconds, renewed while held). ``coordinate_store`` is the
+    drop this mount's caches at once. ``coordinate_store`` is the
     store's URL, which names the channel (``kvfs mount`` passes its URL). See "Many
     hosts" in ``docs/mount.rst``.
     """
@@ -56,7 +55,6 @@ class MountOptions:
     transfers: int = DEFAULT_TRANSFERS
     coordinate: str | None = None
     coordinate_store: str | None = None
-    lock_lifetime: float | None = None
 
     def __post_init__(self) -> None:
         if self.attr_timeout < 0 or self.listing_timeout < 0:
@@ -67,8 +65,6 @@ class MountOptions:
             raise ValueError(f"umask must be between 0 and 0o777, not {self.umask:o}")
         if self.transfers < 1:
             raise ValueError(f"transfers must be at least 1, not {self.transfers}")
-        if self.lock_lifetime is not None and self.lock_lifetime <= 0:
-            raise ValueError(f"lock_lifetime must be positive, not {self.lock_lifetime}")
         for name in ("uid", "gid"):
             value = getattr(self, name)
             if value is not None and value < 0:
