@@ -117,6 +117,12 @@ class _Octal(click.ParamType):
     "changes, a killed mount loses none).",
 )
 @click.option(
+    "--coordinate",
+    metavar="URL",
+    help="Coordination engine shared by every host mounting the same STORE_URL (redis://... or "
+    "postgresql://...): changes show on the other mounts at once.",
+)
+@click.option(
     "--allow-other",
     is_flag=True,
     help="Let other users use the mount (needs user_allow_other for non-root). The kernel checks the shown modes; "
@@ -145,6 +151,7 @@ def mount(
     journal_dir: str | None,
     transfers: int,
     no_journal_fsync: bool,
+    coordinate: str | None,
     no_check: bool,
     foreground: bool,
     log_level: str,
@@ -176,6 +183,8 @@ def mount(
             journal_dir=journal_dir,
             journal_fsync=not no_journal_fsync,
             transfers=transfers,
+            coordinate=coordinate,
+            coordinate_store=store_url if coordinate else None,
         )
     except ValueError as error:
         raise CliError(_one_line(error), EXIT_USAGE) from None

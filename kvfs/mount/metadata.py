@@ -172,6 +172,30 @@ class MetadataCache:
             elif empty_directory and self.listing_timeout > 0:
                 self._listings[key] = (now + self.listing_timeout, {})
 
+    # ------------------------------------------------------------------ others' changes
+
+    def drop(self, key: str) -> None:
+        """Drop *key*'s cached entry (another host changed it); the next lookup asks the store."""
+        with self._lock:
+            self._generation += 1
+            self._changed[parent_key(key)] = self._changed[key] = self._generation
+            self._entries.pop(key, None)
+
+    def drop_listing(self, directory: str) -> None:
+        """Drop *directory*'s cached listing (another host changed a name in it)."""
+        with self._lock:
+            self._generation += 1
+            self._changed[directory] = self._generation
+            self._listings.pop(directory, None)
+
+    def clear(self) -> None:
+        """Drop every cached entry and listing (changes by others may have been missed)."""
+        with self._lock:
+            self._generation += 1
+            self._changed_anywhere = self._generation
+            self._entries.clear()
+            self._listings.clear()
+
     def forget_tree(self, key: str) -> None:
         """Drop everything cached at or below *key* (a directory that moved or vanished)."""
         below = key + "/"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -240,12 +241,15 @@ def _serve(
     from .operations import KvfsOperations
 
     operations = KvfsOperations(store, options, ready)
+    coordination = _coordination(operations, options)
 
     def status() -> dict[str, Any]:
         answer = {"mountpoint": path, "store": name, "pid": os.getpid(), **operations.status()}
         if queue is not None:
             answer["mode"] = "write-back"
             answer["write_back"] = queue.status() | {"journal": queue.journal.directory}
+        if coordination is not None:
+            answer["coordination"] = _coordination_status(coordination)
         return answer
 
     control = ControlServer(path, {"status": status})
@@ -274,6 +278,37 @@ def _serve(
         log.info("stopped by a signal: %s is unmounted", path)
     finally:
         control.close()
+        if coordination is not None:
+            coordination.stop()
+            coordination.coordinator.close()
+
+
+def _coordination(operations: Any, options: MountOptions) -> Any:
+    """Join the coordination engine of ``options.coordinate`` (None without one).
+
+    Subscribing does not wait for the engine: an unreachable one is logged and
+    retried by the coordinator, and the mount lives on its timeouts meanwhile.
+    """
+    if not options.coordinate:
+        return None
+    if not options.coordinate_store:
+        raise MountError(errno.EINVAL, "--coordinate needs the store's URL (coordinate_store) to name its channel")
+    from ..coordination import open_coordinator
+    from .coordination import MountCoordination
+
+    try:
+        coordinator = open_coordinator(options.coordinate)
+    except ValueError as error:
+        raise MountError(errno.EINVAL, str(error)) from None
+    coordination = MountCoordination(coordinator, options.coordinate_store, operations.cache_callbacks())
+    coordination.start()
+    operations.coordination = coordination
+    return coordination
+
+
+def _coordination_status(coordination: Any) -> dict[str, Any]:
+    extra = {"channel": coordination.channel, "changes_applied": coordination.changes_applied}
+    return dataclasses.asdict(coordination.status()) | extra | {"resets": coordination.resets}
 
 
 def _data_locations(store: KeyValueStore) -> list[tuple[str, bool]]:
@@ -589,7 +624,10 @@ def _daemon() -> None:
             store.check()
         os.chdir("/")
         log.info("serving %s at %s", mask_url(url), settings["mountpoint"])
-        serve(store, settings["mountpoint"], MountOptions(**settings["options"]), on_ready=ready, name=_fsname(url))
+        options = settings["options"]
+        if options.get("coordinate") and not options.get("coordinate_store"):
+            options["coordinate_store"] = url  # every host's mount of the URL shares its channel
+        serve(store, settings["mountpoint"], MountOptions(**options), on_ready=ready, name=_fsname(url))
     except Exception as error:
         if report_fd < 0:  # the mount was ready: only the log can tell
             log.error("the mount of %s at %s failed: %s", mask_url(url), settings["mountpoint"], error)

@@ -644,6 +644,39 @@ class Namespace:
         self.keep_parent(key)
         self.directory_changed(parent_key(key))
 
+    # ================================================================== changes by other hosts
+
+    def forget_cached(self, key: str) -> None:
+        """Another host changed *key*: drop its cached entry, version shown and read-cache copy.
+
+        Without the version shown, the next open does not keep the kernel's pages
+        (see :meth:`unchanged`), so even a same-size change in the same second is read.
+        """
+        self.meta.drop(key)
+        with self._lock:
+            self._shown.pop(key, None)
+        self.read_cache.drop(key)
+
+    def forget_cached_listing(self, directory: str) -> None:
+        """Another host changed a name in *directory*: drop its cached listing."""
+        self.meta.drop_listing(directory)
+
+    def forget_cached_tree(self, directory: str) -> None:
+        """Another host moved or removed *directory*: drop everything cached below it."""
+        self.meta.forget_tree(directory)
+        below = directory + "/"
+        with self._lock:
+            for key in [k for k in self._shown if k.startswith(below)]:
+                del self._shown[key]
+        self.read_cache.drop_tree(directory)
+
+    def forget_all_cached(self) -> None:
+        """Changes by other hosts may have been missed: drop every cache (not local-only state)."""
+        self.meta.clear()
+        with self._lock:
+            self._shown.clear()
+        self.read_cache.clear()
+
     def move(self, source: str, target: str, moving: Entry, size: int, *, stored: bool, started: float) -> None:
         """The file *source* (that was *moving*) is now *target*, of *size* bytes.
 

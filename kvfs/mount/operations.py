@@ -20,8 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..coordination import ChangeKind
 from ..store import LINK_SUFFIX, KeyValueStore
 from .binding import RENAME_NOREPLACE, mfusepy
+from .coordination import CacheCallbacks, KernelInvalidator, MountCoordination
 from .failures import PASSED_THROUGH, StoreHealth, WatchedStore, errno_for
 from .handles import MemoryBudget, OpenFile
 from .metadata import DIRECTORY, Entry, Shown
@@ -106,6 +108,9 @@ class KvfsOperations(mfusepy.Operations):
         # Open directories: handle -> [key, the listing served to it (None until read)].
         self._directories: dict[int, list[Any]] = {}
         self._numbers = itertools.count(1)
+        # Set by the mounter with --coordinate: publishes this mount's changes.
+        self.coordination: MountCoordination | None = None
+        self.kernel = KernelInvalidator()
 
     # ================================================================== lifecycle
 
@@ -132,10 +137,13 @@ class KvfsOperations(mfusepy.Operations):
             config.kernel_cache = 0  # page cache kept per open (keep_cache) instead
             config.auto_cache = 0
             config.direct_io = 0
+        if self.coordination is not None:
+            self.kernel.capture()  # libfuse's handle is known only while init runs
         if self._on_ready is not None:
             self._on_ready()
 
     def destroy(self, path: str) -> None:
+        self.kernel.release()
         self.names.read_cache.clear()
         log.debug("unmounted")
 
@@ -149,6 +157,21 @@ class KvfsOperations(mfusepy.Operations):
             "read_cache": read_cache.usage() | {"limit": read_cache.limit},
             "store_failing": self._health.failing(),
         }
+
+    def cache_callbacks(self) -> CacheCallbacks:
+        """What another host's change makes this mount forget (see :class:`MountCoordination`)."""
+        return CacheCallbacks(
+            forget_entry=self.names.forget_cached,
+            forget_listing=self.names.forget_cached_listing,
+            invalidate_kernel=self.kernel.invalidate,
+            forget_everything=self.names.forget_all_cached,
+            forget_tree=self.names.forget_cached_tree,
+        )
+
+    def _publish(self, kind: ChangeKind, *keys: str, directory: bool = False) -> None:
+        """Tell the other coordinated mounts of a change that reached the store."""
+        if self.coordination is not None:
+            self.coordination.publish(kind, keys, directory=directory)
 
     def _writable(self) -> None:
         if self.read_only:
@@ -256,6 +279,7 @@ class KvfsOperations(mfusepy.Operations):
         key = self._target_key(path, fh)
         if key is not None:
             self.names.change_metadata(key, self.names.existing(key), mode=stat.S_IMODE(mode))
+            self._publish(ChangeKind.ATTRIBUTES, key)
         return 0
 
     @_operation
@@ -271,6 +295,7 @@ class KvfsOperations(mfusepy.Operations):
                 changes["gid"] = gid
             if changes:
                 self.names.change_metadata(key, entry, **changes)
+                self._publish(ChangeKind.ATTRIBUTES, key)
         return 0
 
     @_operation
@@ -290,6 +315,7 @@ class KvfsOperations(mfusepy.Operations):
                 changes[name] = value
         if changes:
             self.names.change_metadata(key, entry, **changes)
+            self._publish(ChangeKind.ATTRIBUTES, key)
         return 0
 
     # ================================================================== files
@@ -472,6 +498,7 @@ class KvfsOperations(mfusepy.Operations):
         self.store.put(key, data + bytes(length - len(data)))
         self.names.modified(key)
         self.names.stored(key, length, started)
+        self._publish(ChangeKind.WRITE, key)
         return 0
 
     def _upload(self, file: OpenFile) -> None:
@@ -481,6 +508,7 @@ class KvfsOperations(mfusepy.Operations):
             if upload is None:
                 return
             self.names.stored(upload.key, upload.size, upload.started)
+            self._publish(ChangeKind.WRITE, upload.key)
             if self.names.read_cache.enabled and not upload.committed:
                 # Now, not at release: the kernel sends RELEASE after close() returns, and
                 # the next open may come first.
@@ -565,6 +593,7 @@ class KvfsOperations(mfusepy.Operations):
             if entry.is_dir:
                 raise FuseOSError(errno.EISDIR)
         self._remove(key, entry)
+        self._publish(ChangeKind.DELETE, key)
         return 0
 
     def _remove(self, key: str, entry: Entry) -> None:
@@ -594,6 +623,7 @@ class KvfsOperations(mfusepy.Operations):
         if self.names.entry(key) is not None:
             raise FuseOSError(errno.EEXIST)
         self.names.make_directory(key, mode)
+        self._publish(ChangeKind.MKDIR, key)
         return 0
 
     @_operation
@@ -608,6 +638,7 @@ class KvfsOperations(mfusepy.Operations):
         if self.names.children(key):
             raise FuseOSError(errno.ENOTEMPTY)
         self.names.remove_directory(key)
+        self._publish(ChangeKind.RMDIR, key)
         return 0
 
     @_operation
@@ -625,6 +656,7 @@ class KvfsOperations(mfusepy.Operations):
             # a file already released: then it is a plain unlink. A hidden name never
             # reaches the store, whatever this mount remembers of the file.
             self._remove_file(source, target if source in self.files else None)
+            self._publish(ChangeKind.DELETE, source)
             return 0
         replaced = self.names.entry(target)
         if replaced is not None and flags & RENAME_NOREPLACE:
@@ -655,6 +687,7 @@ class KvfsOperations(mfusepy.Operations):
             else:
                 self._move_file(source, target, moving, replaced is not None)
         self.names.keep_parent(source)
+        self._publish(ChangeKind.RENAME, source, target, directory=moving.is_dir)
         return 0
 
     def _move_file(self, source: str, target: str, moving: Entry, replacing: bool) -> None:
@@ -709,6 +742,7 @@ class KvfsOperations(mfusepy.Operations):
             raise FuseOSError(errno.EEXIST)
         self.store.symlink(key, target)
         self.names.added(key, Entry(False, len(encoded), time.time(), kind=stat.S_IFLNK))
+        self._publish(ChangeKind.WRITE, key)
         return 0
 
     @_operation

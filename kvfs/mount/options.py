@@ -31,6 +31,12 @@ class MountOptions:
     ``$XDG_CACHE_HOME/kvfs/journal``), made durable with ``fsync`` unless
     ``journal_fsync`` is False; ``transfers`` workers upload the changes in the
     background. See "Write-back" in ``docs/mount.rst``.
+
+    ``coordinate`` names a coordination engine (``redis://…`` or ``postgresql://…``)
+    shared by every mount of the store: changes are announced to the others, theirs
+    drop this mount's caches at once. ``coordinate_store`` is the
+    store's URL, which names the channel (``kvfs mount`` passes its URL). See "Many
+    hosts" in ``docs/mount.rst``.
     """
 
     read_only: bool = False
@@ -47,6 +53,8 @@ class MountOptions:
     journal_dir: str | None = None
     journal_fsync: bool = True
     transfers: int = DEFAULT_TRANSFERS
+    coordinate: str | None = None
+    coordinate_store: str | None = None
 
     def __post_init__(self) -> None:
         if self.attr_timeout < 0 or self.listing_timeout < 0:
