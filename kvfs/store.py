@@ -919,8 +919,9 @@ def _write_file_atomically(filename: str, source: IO[bytes]) -> None:
         with open(filename, "wb") as target:
             shutil.copyfileobj(source, target, CHUNK_SIZE)
         return
-    directory, name = os.path.split(os.path.abspath(filename))
-    temporary = os.path.join(directory, f".{name}.kvfs-{os.getpid()}-{id(source)}:tmp")
+    # A short temporary name, so that a file whose name is as long as a name can be
+    # can still be written.
+    temporary = os.path.join(os.path.dirname(os.path.abspath(filename)), f".kvfs-{os.urandom(8).hex()}.tmp")
     try:
         target = open(temporary, "wb")  # noqa: SIM115 - closed below
     except OSError as error:

@@ -356,5 +356,15 @@ def test_get_file_to_an_unwritable_name_names_that_file(tmp_path: Path) -> None:
     target = tmp_path / "no" / "such" / "dir" / "file"
     with pytest.raises(FileNotFoundError, match=f"Error opening {target} for writing") as raised:
         store.get_file("k", str(target))
-    assert ":tmp" not in str(raised.value)
+    assert ".kvfs-" not in str(raised.value)  # not the temporary file's name
     assert not (tmp_path / "no").exists()
+
+
+def test_get_file_to_a_name_of_the_longest_length(tmp_path: Path) -> None:
+    # The temporary file beside it must fit the filesystem's name limit too.
+    store = DictStore()
+    store.put("k", b"v")
+    target = tmp_path / ("n" * 255)
+    store.get_file("k", str(target))
+    assert target.read_bytes() == b"v"
+    assert os.listdir(tmp_path) == ["n" * 255]

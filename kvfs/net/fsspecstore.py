@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, ClassVar
@@ -14,7 +12,7 @@ from typing import IO, Any, ClassVar
 from .._extras import require
 from ..errors import BackendError, KeyNotFoundError
 from ..keys import SEPARATOR
-from ..store import KeyInfo, KeyValueStore
+from ..store import KeyInfo, KeyValueStore, _write_file_atomically
 
 fsspec = require("fsspec", "fsspec")
 from fsspec.core import url_to_fs  # noqa: E402
@@ -337,24 +335,8 @@ def _abandon(file: Any) -> None:
 
 
 def _write_locally(path: str, file: IO[bytes]) -> None:
-    """Write *file* to the local *path* through a temporary file renamed into place.
-
-    The temporary name is short, so a value whose name is as long as a name can be
-    can still be written.
-    """
-    temporary = os.path.join(os.path.dirname(path), f".kvfs-{uuid.uuid4().hex[:16]}.tmp")
-    # 0o666 minus the umask, as any new file.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        with open(fd, "wb") as target:
-            shutil.copyfileobj(file, target, _CHUNK_SIZE)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    """Write *file* to the local *path* through a temporary file renamed into place."""
+    _write_file_atomically(path, file)
 
 
 class _BytesReader:
