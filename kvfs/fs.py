@@ -769,34 +769,26 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
             os.close(fd)
 
     def _move(self, source: str, dest: str) -> str:
-        info = self._lstat(source)
-        if info is None or not stat.S_ISREG(info.st_mode):
-            raise KeyNotFoundError(source)  # never move a directory or a link
-        source_fd = dest_fd = None
-        try:
-            source_fd, source_name = self._locate(source)
-            dest_fd, dest_name = self._locate(dest, create=True)
-            os.replace(source_name, dest_name, src_dir_fd=source_fd, dst_dir_fd=dest_fd)
-            if self.fsync:
-                self._fsync_directory(dest_fd)
-                if SEPARATOR in source:
-                    self._fsync_directory(source_fd)
-            return dest
-        except FileNotFoundError:
-            raise KeyNotFoundError(source) from None  # deleted meanwhile
-        except OSError as error:
-            raise self._conflict(dest, error) from error
-        finally:
-            for fd in (source_fd, dest_fd):
-                if fd is not None:
-                    os.close(fd)
+        return self._rename(source, dest, directory=False)
 
     def _move_directory(self, source: str, dest: str) -> str:
         # One rename(2) of the real directory: atomic, whatever it holds. Onto a directory
         # that holds something, rename refuses: then the core merges key by key.
+        try:
+            return self._rename(source, dest, directory=True)
+        except BackendError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return super()._move_directory(source, dest)
+            raise
+
+    def _rename(self, source: str, dest: str, *, directory: bool) -> str:
+        """One ``rename(2)`` of *source*'s file (or, with *directory*, its directory) to *dest*.
+
+        Never moves a link, nor a file as a directory or the reverse (``KeyError``).
+        """
         info = self._lstat(source)
-        if info is None or not stat.S_ISDIR(info.st_mode):
-            raise KeyNotFoundError(source)  # never move a file or a link as a directory
+        if info is None or not (stat.S_ISDIR if directory else stat.S_ISREG)(info.st_mode):
+            raise KeyNotFoundError(source)
         source_fd = dest_fd = None
         try:
             source_fd, source_name = self._locate(source)
@@ -804,14 +796,13 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
             os.rename(source_name, dest_name, src_dir_fd=source_fd, dst_dir_fd=dest_fd)
             if self.fsync:
                 self._fsync_directory(dest_fd)
-                self._fsync_directory(source_fd)
+                if SEPARATOR in source or SEPARATOR in dest:  # two directories changed
+                    self._fsync_directory(source_fd)
             return dest
         except FileNotFoundError:
             raise KeyNotFoundError(source) from None  # moved or deleted meanwhile
         except OSError as error:
-            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                return super()._move_directory(source, dest)
-            raise self._conflict(dest, error, directory=True) from error
+            raise self._conflict(dest, error, directory=directory) from error
         finally:
             for fd in (source_fd, dest_fd):
                 if fd is not None:
