@@ -202,8 +202,9 @@ class MetadataCache:
         with self._lock:
             self._generation += 1
             self._changed_anywhere = self._generation
-            self._entries = {k: v for k, v in self._entries.items() if k != key and not k.startswith(below)}
-            self._listings = {k: v for k, v in self._listings.items() if k != key and not k.startswith(below)}
+            for table in (self._entries, self._listings):  # in place: no copy of every entry
+                for cached in [k for k in table if k == key or k.startswith(below)]:
+                    del table[cached]
 
 
 @dataclass
