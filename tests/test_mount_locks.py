@@ -30,8 +30,10 @@ STEP = 30  # seconds any one subprocess call may take
 
 # A process that takes and gives back locks on one file as told, one command a line:
 # "flock ex|sh|un [nb]" or "lockf ex|sh|un [nb] START LENGTH"; answers "ok" or "busy".
+# "getlk ex|sh" asks F_GETLK whether such a lock of the whole file would conflict: "locked"
+# or "unlocked".
 LOCKER = r"""
-import fcntl, sys
+import fcntl, struct, sys
 file = open(sys.argv[1], "r+")
 kinds = {"ex": fcntl.LOCK_EX, "sh": fcntl.LOCK_SH, "un": fcntl.LOCK_UN}
 print("ready", flush=True)
@@ -41,6 +43,11 @@ for line in sys.stdin:
     if "nb" in words:
         kind |= fcntl.LOCK_NB
     numbers = [int(word) for word in words[2:] if word.isdigit()]
+    if call == "getlk":  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+        asked = struct.pack("hhqqi4x", fcntl.F_WRLCK if words[1] == "ex" else fcntl.F_RDLCK, 0, 0, 0, 0)
+        told = struct.unpack("hhqqi4x", fcntl.fcntl(file, fcntl.F_GETLK, asked))[0]
+        print("unlocked" if told == fcntl.F_UNLCK else "locked", flush=True)
+        continue
     try:
         if call == "flock":
             fcntl.flock(file, kind)
@@ -201,6 +208,42 @@ def test_a_blocked_flock_gets_the_lock_once_it_is_free(hosts: Hosts) -> None:
     assert status(b)["locks"] == []
 
 
+def test_waiting_requests_are_bounded_and_none_is_stuck(hosts: Hosts) -> None:
+    from kvfs.mount.locks import MAX_WAITING
+
+    a, b = hosts.mount(), hosts.mount()
+    name = new_file(a)
+    assert eventually(lambda: (b / name).exists())
+    holder = hold_with_flock(a / name)
+    waiters = [subprocess.Popen(["flock", str(b / name), "true"]) for _ in range(MAX_WAITING)]
+    try:
+        assert eventually(lambda: status(b)["lock_requests_waiting"] == MAX_WAITING)
+        # One more would take a thread the unlock may need: refused (ENOLCK), not stuck.
+        extra = subprocess.run(["flock", str(b / name), "true"], capture_output=True, text=True, timeout=STEP)
+        assert extra.returncode != 0 and "No locks available" in extra.stderr
+        assert flock_try(b / name) == 1  # a try still answers
+        end(holder)
+        for waiter in waiters:  # each gets the lock in turn, and gives it back
+            assert waiter.wait(WAIT + STEP) == 0
+    finally:
+        end(holder)
+        for waiter in waiters:
+            if waiter.poll() is None:
+                end(waiter)
+    assert status(b)["lock_requests_waiting"] == 0
+    assert eventually(lambda: flock_try(a / name) == 0)
+
+
+def test_status_lists_the_locks() -> None:
+    from kvfs.cli.mount import describe_status
+
+    answer = {"locks": [{"kind": "flock", "key": "a/b.txt", "mode": "exclusive", "held": True}], "lock_requests_waiting": 1}
+    lines = describe_status(answer)
+    assert "locks:        1 held across hosts, 1 request(s) waiting" in lines
+    assert "  exclusive flock a/b.txt" in lines
+    assert not any(line.startswith("locks:") for line in describe_status({}))
+
+
 def test_fcntl_locks_exclude_across_mounts(hosts: Hosts, lockers: list[Locker]) -> None:
     a, b = hosts.mount(), hosts.mount()
     name = new_file(a)
@@ -215,6 +258,22 @@ def test_fcntl_locks_exclude_across_mounts(hosts: Hosts, lockers: list[Locker]) 
     assert on_a.do("lockf un 0 0") == "ok"
     assert on_b.do("lockf ex nb 0 0") == "ok"
     assert on_a.do("lockf sh nb 0 0") == "busy"
+
+
+def test_fcntl_getlk_sees_a_lock_of_another_host(hosts: Hosts, lockers: list[Locker]) -> None:
+    a, b = hosts.mount(), hosts.mount()
+    name = new_file(a)
+    assert eventually(lambda: (b / name).exists())
+    on_a, on_b = Locker(a / name), Locker(b / name)
+    lockers += [on_a, on_b]
+    assert on_b.do("getlk ex") == "unlocked"
+    assert on_a.do("lockf sh nb 0 0") == "ok"
+    assert on_b.do("getlk sh") == "unlocked"  # read locks share
+    assert on_b.do("getlk ex") == "locked"
+    assert on_a.do("getlk ex") == "unlocked"  # its own lock is no conflict
+    assert on_a.do("lockf un 0 0") == "ok"
+    assert on_b.do("getlk ex") == "unlocked"
+    assert status(b)["locks"] == []  # asking took no lock
 
 
 def test_fcntl_unlocking_a_part_keeps_the_rest(hosts: Hosts, lockers: list[Locker]) -> None:

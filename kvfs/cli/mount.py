@@ -338,7 +338,8 @@ def describe_status(answer: dict[str, Any]) -> list[str]:
     )
     locks = answer.get("locks")
     if locks is not None:  # a coordinated mount: the locks it holds in the engine
-        lines.append(f"locks:        {len(locks)} held across hosts")
+        waiting = answer.get("lock_requests_waiting", 0)
+        lines.append(f"locks:        {len(locks)} held across hosts, {waiting} request(s) waiting")
         for lock in locks:
             lost = "" if lock.get("held", True) else " (lease lost)"
             lines.append(f"  {lock['mode']} {lock['kind']} {lock['key']}{lost}")

@@ -138,6 +138,7 @@ class CoordinatedOperations(KvfsOperations):
         self._held: dict[tuple[str, int, int], HeldLock] = {}
         self._held_lock = threading.Lock()
         self._waiting = threading.BoundedSemaphore(MAX_WAITING)
+        self._waiters = 0  # blocked requests waiting now (for kvfs status)
         self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ operations
@@ -220,7 +221,10 @@ class CoordinatedOperations(KvfsOperations):
             }
             for record in held
         ]
-        return super().status() | {"locks": sorted(locks, key=lambda lock: (lock["key"], lock["kind"]))}
+        return super().status() | {
+            "locks": sorted(locks, key=lambda lock: (lock["key"], lock["kind"])),
+            "lock_requests_waiting": self._waiters,
+        }
 
     # ------------------------------------------------------------------ leases
 
@@ -298,6 +302,8 @@ class CoordinatedOperations(KvfsOperations):
         if not self._waiting.acquire(blocking=False):
             log.warning("lock of %s refused: %d lock requests wait already (ENOLCK)", name, MAX_WAITING)
             raise FuseOSError(errno.ENOLCK)
+        with self._held_lock:
+            self._waiters += 1
         try:
             pause = FIRST_PAUSE
             while lease is None:
@@ -307,6 +313,8 @@ class CoordinatedOperations(KvfsOperations):
                 lease = attempt()
             return lease
         finally:
+            with self._held_lock:
+                self._waiters -= 1
             self._waiting.release()
 
     def _retire(self, lease: Lease) -> None:
@@ -331,23 +339,16 @@ class CoordinatedOperations(KvfsOperations):
         """Whether another owner holds a lock of *file* that a lock in mode *shared* conflicts with."""
         with self._held_lock:
             held = self._held.get(record)
-        if held is not None and held.lease.held and (not held.lease.shared or shared):
-            return False  # ours is exclusive, or shared as asked: nobody else can conflict
         key = held.key if held is not None else file.key
         if key is None or self.coordination is None:
             return False
-        coordinator = self.coordination.coordinator
-        name = self.coordination.lock_name(_FCNTL_PREFIX + key)
-        probe_owner = self._owner(record[2]) + ":probe"
         try:
-            probe = coordinator.acquire(name, probe_owner, shared=shared, timeout=0.0, keep=False)
+            holders = self.coordination.coordinator.holders(self.coordination.lock_name(_FCNTL_PREFIX + key))
         except CoordinationError as error:
             log.warning("lock test of %s failed: the coordination engine cannot be reached (%s)", key, error)
             raise FuseOSError(errno.ENOLCK) from None
-        if probe is None:
-            return True
-        coordinator.release(probe)
-        return False
+        holders.pop(self._owner(record[2]), None)  # the asker's own lock is no conflict
+        return any(not shared or not sharing for sharing in holders.values())
 
 
 __all__ = ["CoordinatedOperations", "HeldLock", "MAX_WAITING", "lease_mode", "set_range"]
