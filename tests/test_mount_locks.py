@@ -155,10 +155,11 @@ def test_set_range_splits_replaces_and_removes() -> None:
 # ---------------------------------------------------------------------- across hosts
 
 
-def test_flock_excludes_across_mounts(hosts: Hosts) -> None:
+def test_flock_excludes_across_mounts(hosts: Hosts, lockers: list[Locker]) -> None:
     a, b = hosts.mount(), hosts.mount()
     name = new_file(a)
     assert eventually(lambda: (b / name).exists())
+    lockers.append(Locker(a / name))  # keeps the file open on A: the lock goes with its own descriptor
     holder = hold_with_flock(a / name)
     try:
         assert flock_try(b / name) == 1
@@ -182,6 +183,25 @@ def test_shared_flocks_share_across_mounts(hosts: Hosts) -> None:
     finally:
         end(holder)
     assert eventually(lambda: flock_try(b / name) == 0)
+
+
+def test_a_flock_converts_between_shared_and_exclusive(hosts: Hosts, lockers: list[Locker]) -> None:
+    a, b = hosts.mount(), hosts.mount()
+    name = new_file(a)
+    assert eventually(lambda: (b / name).exists())
+    on_a, on_b = Locker(a / name), Locker(b / name)
+    lockers += [on_a, on_b]
+    assert on_a.do("flock sh nb") == "ok"
+    assert on_a.do("flock ex nb") == "ok"  # alone: the shared lock becomes exclusive
+    assert on_b.do("flock sh nb") == "busy"
+    assert on_a.do("flock sh nb") == "ok"  # and back
+    assert on_b.do("flock sh nb") == "ok"
+    assert on_a.do("flock ex nb") == "busy"  # B shares it now
+    assert on_b.do("flock un") == "ok"
+    assert on_a.do("flock un") == "ok"
+    assert on_b.do("flock ex nb") == "ok"
+    assert [lock["mode"] for lock in status(b)["locks"]] == ["exclusive"]
+    assert status(a)["locks"] == []
 
 
 def test_a_blocked_flock_gets_the_lock_once_it_is_free(hosts: Hosts) -> None:

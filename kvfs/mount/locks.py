@@ -28,8 +28,10 @@ unlocking a part keeps the rest; the lease is exclusive while any range is
 write-locked, shared while only read locks are left, and released with the last range.
 So a range lock excludes a conflicting lock of the whole file on every host, and two
 owners' locks of disjoint ranges conflict too (stricter than POSIX, never looser).
-``F_GETLK`` reports a lock held by another owner as a write lock of the whole file,
-held by process 0 (the holder may be on another host).
+``F_GETLK`` asks the engine who holds the file (:meth:`Coordinator.holders
+<kvfs.coordination.Coordinator.holders>`) and reports another owner's lock as a write
+lock of the whole file, held by process 0 (the holder may be on another host). A file
+renamed while locked keeps its lease under its old name until it is unlocked.
 
 A blocked request (``F_SETLKW``, ``flock`` without ``LOCK_NB``) tries the engine again
 every 20 ms growing to 250 ms, on its FUSE thread, until it gets the lock, the caller
@@ -116,14 +118,25 @@ class HeldLock:
     ranges: Ranges = field(default_factory=list)
 
 
-def _interrupted() -> bool:
-    """Whether the caller of the FUSE request this thread serves was interrupted (a signal)."""
+def _libfuse_interrupted() -> Any:
+    """libfuse's ``int fuse_interrupted(void)``, or None where it is missing."""
     function = getattr(getattr(mfusepy, "_libfuse", None), "fuse_interrupted", None)
-    if function is None:
-        return False
-    function.argtypes = []
-    function.restype = ctypes.c_int
-    return bool(function())
+    if function is not None:
+        function.argtypes = []
+        function.restype = ctypes.c_int
+    return function
+
+
+_fuse_interrupted = _libfuse_interrupted()
+
+
+def _interrupted() -> bool:
+    """Whether the caller of the FUSE request this thread serves was interrupted (a signal).
+
+    libfuse marks a request interrupted when the kernel sends INTERRUPT for it (the
+    caller got a signal, or was killed: then the kernel waits for the answer).
+    """
+    return _fuse_interrupted is not None and bool(_fuse_interrupted())
 
 
 class CoordinatedOperations(KvfsOperations):
