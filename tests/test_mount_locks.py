@@ -372,8 +372,15 @@ def test_without_coordination_locks_stay_local(tmp_path: pathlib.Path, store_url
             subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=STEP)
 
 
-def test_lock_lifetime_must_be_positive() -> None:
+def test_lock_lifetime_must_be_positive_and_coordinated(tmp_path: pathlib.Path) -> None:
     from kvfs.mount import MountOptions
 
     with pytest.raises(ValueError, match="lock_lifetime"):
         MountOptions(lock_lifetime=0)
+    store = f"file://{tmp_path / 'store'}"
+    for extra in (["--coordinate", "redis://127.0.0.1:1/0", "--lock-lifetime", "0"], ["--lock-lifetime", "5"]):
+        result = subprocess.run(
+            [*kvfs_command(), "mount", *extra, store, str(tmp_path)], capture_output=True, text=True, timeout=STEP
+        )
+        assert result.returncode == 2 and "lock-lifetime" in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3  # a short message, no traceback

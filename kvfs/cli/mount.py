@@ -126,11 +126,9 @@ class _Octal(click.ParamType):
 @click.option(
     "--lock-lifetime",
     type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_LEASE_LIFETIME,
-    show_default=True,
     metavar="SECONDS",
     help="With --coordinate: the lease of each lock, renewed every third of it while the mount lives; "
-    "the locks of a mount that died free themselves after that long.",
+    f"the locks of a mount that died free themselves after that long [default: {DEFAULT_LEASE_LIFETIME:g}].",
 )
 @click.option(
     "--allow-other",
@@ -162,7 +160,7 @@ def mount(
     transfers: int,
     no_journal_fsync: bool,
     coordinate: str | None,
-    lock_lifetime: float,
+    lock_lifetime: float | None,
     no_check: bool,
     foreground: bool,
     log_level: str,
@@ -178,6 +176,8 @@ def mount(
     Exit codes: 0 mounted (or, with --foreground, unmounted again), 1 the store or the
     mount failed, 2 bad URL or option, 4 a package the store needs is missing.
     """
+    if lock_lifetime is not None and not coordinate:
+        raise CliError("--lock-lifetime needs --coordinate (without it, locks stay with the kernel)", EXIT_USAGE)
     try:
         options = MountOptions(
             read_only=read_only,
@@ -196,7 +196,7 @@ def mount(
             transfers=transfers,
             coordinate=coordinate,
             coordinate_store=store_url if coordinate else None,
-            lock_lifetime=lock_lifetime,
+            lock_lifetime=DEFAULT_LEASE_LIFETIME if lock_lifetime is None else lock_lifetime,
         )
     except ValueError as error:
         raise CliError(_one_line(error), EXIT_USAGE) from None
