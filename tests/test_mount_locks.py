@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from cli_support import kvfs_command
+from mount_support import require_fuse
+from servers import redis_url, require_server, start_service, stop_service
 from kvfs.mount.locks import lease_mode, set_range
 from test_mount_many_hosts import WAIT, Hosts, engine, eventually, hosts, store_url  # noqa: F401 - fixtures
 
@@ -347,9 +349,35 @@ def test_a_killed_mount_frees_its_locks_within_the_lease(hosts: Hosts) -> None:
         subprocess.run(["fusermount3", "-uz", str(a)], capture_output=True, timeout=STEP, check=False)
 
 
-def test_without_coordination_locks_stay_local(tmp_path: pathlib.Path, store_url: str) -> None:  # noqa: F811
-    from mount_support import require_fuse
+def test_without_the_engine_a_lock_is_refused_and_an_unlock_still_works(
+    tmp_path: pathlib.Path,
+    store_url: str,  # noqa: F811
+    lockers: list[Locker],
+) -> None:
+    require_fuse()
+    require_server("redis")
+    hosts = Hosts(tmp_path, store_url, redis_url())
+    try:
+        a = hosts.mount()
+        name = new_file(a)
+        on_a = Locker(a / name)
+        lockers.append(on_a)
+        assert on_a.do("flock ex nb") == "ok"
+        stop_service("redis")
+        try:
+            assert on_a.do("flock un") == "ok"  # the lease then expires by itself
+            refused = subprocess.run(["flock", "-n", str(a / name), "true"], capture_output=True, text=True, timeout=STEP)
+            assert refused.returncode != 0 and "No locks available" in refused.stderr
+        finally:
+            start_service("redis")
+        assert eventually(lambda: flock_try(a / name) == 0, limit=90)
+    finally:
+        for locker in lockers:
+            locker.close()  # before the unmount, which an open file would make lazy
+        hosts.close()
 
+
+def test_without_coordination_locks_stay_local(tmp_path: pathlib.Path, store_url: str) -> None:  # noqa: F811
     require_fuse()
     mountpoint = tmp_path / "local"
     mountpoint.mkdir()
