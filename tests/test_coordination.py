@@ -260,6 +260,22 @@ def test_shared_leases_coexist_and_keep_exclusive_ones_out(hosts: tuple[Coordina
     a.release(first)
 
 
+def test_holders_tells_who_holds_a_lock(hosts: tuple[Coordinator, Coordinator]) -> None:
+    a, b = hosts
+    name = lock_name()
+    assert b.holders(name) == {}
+    first = a.acquire(name, "reader-a", shared=True)
+    second = b.acquire(name, "reader-b", shared=True)
+    assert first is not None and second is not None
+    assert a.holders(name) == {"reader-a": True, "reader-b": True}
+    a.release(first)
+    b.release(second)
+    dead = a.acquire(name, "writer", lifetime=0.5, keep=False)
+    assert dead is not None
+    assert b.holders(name) == {"writer": False}
+    assert wait_until(lambda: b.holders(name) == {})  # an expired lease holds nothing
+
+
 def test_a_waiting_acquire_gets_the_lock_once_it_is_released(hosts: tuple[Coordinator, Coordinator]) -> None:
     a, b = hosts
     name = lock_name()

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..coordination.leases import DEFAULT_LEASE_LIFETIME
 from ..mount.errors import FuseUnavailableError
 from ..mount.logs import log_to, stream_handler
 from ..mount.mounter import (
@@ -120,7 +121,14 @@ class _Octal(click.ParamType):
     "--coordinate",
     metavar="URL",
     help="Coordination engine shared by every host mounting the same STORE_URL (redis://... or "
-    "postgresql://...): changes show on the other mounts at once.",
+    "postgresql://...): changes show on the other mounts at once; flock and fcntl locks hold on every host.",
+)
+@click.option(
+    "--lock-lifetime",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --coordinate: the lease of each lock, renewed every third of it while the mount lives; "
+    f"the locks of a mount that died free themselves after that long [default: {DEFAULT_LEASE_LIFETIME:g}].",
 )
 @click.option(
     "--allow-other",
@@ -152,6 +160,7 @@ def mount(
     transfers: int,
     no_journal_fsync: bool,
     coordinate: str | None,
+    lock_lifetime: float | None,
     no_check: bool,
     foreground: bool,
     log_level: str,
@@ -167,6 +176,8 @@ def mount(
     Exit codes: 0 mounted (or, with --foreground, unmounted again), 1 the store or the
     mount failed, 2 bad URL or option, 4 a package the store needs is missing.
     """
+    if lock_lifetime is not None and not coordinate:
+        raise CliError("--lock-lifetime needs --coordinate (without it, locks stay with the kernel)", EXIT_USAGE)
     try:
         options = MountOptions(
             read_only=read_only,
@@ -185,6 +196,7 @@ def mount(
             transfers=transfers,
             coordinate=coordinate,
             coordinate_store=store_url if coordinate else None,
+            lock_lifetime=DEFAULT_LEASE_LIFETIME if lock_lifetime is None else lock_lifetime,
         )
     except ValueError as error:
         raise CliError(_one_line(error), EXIT_USAGE) from None
@@ -254,7 +266,8 @@ def status(mountpoint: str, as_json: bool) -> None:
     """Show how the kvfs mount at MOUNTPOINT is doing.
 
     Open files, staged and cached bytes, whether the store is failing, and on a
-    write-back mount the changes not yet stored (pending, in flight, failed, bytes left).
+    write-back mount the changes not yet stored (pending, in flight, failed, bytes left),
+    on a coordinated mount the locks it holds.
     Asks the mount's process through its control socket (only the user who mounted, or
     root). Exit 1 if no kvfs mount of this user answers at MOUNTPOINT.
     """
@@ -323,6 +336,13 @@ def describe_status(answer: dict[str, Any]) -> list[str]:
     lines.append(
         "store:        " + ("answering" if not failing else "FAILING: " + ", ".join(f"{kind} ({count} failed)" for kind, count in failing.items()))
     )
+    locks = answer.get("locks")
+    if locks is not None:  # a coordinated mount: the locks it holds in the engine
+        waiting = answer.get("lock_requests_waiting", 0)
+        lines.append(f"locks:        {len(locks)} held across hosts, {waiting} request(s) waiting")
+        for lock in locks:
+            lost = "" if lock.get("held", True) else " (lease lost)"
+            lines.append(f"  {lock['mode']} {lock['kind']} {lock['key']}{lost}")
     queue = answer.get("write_back")
     if queue:
         lines.append(

@@ -11,7 +11,8 @@ A coordinator connects hosts that use the same stores. It does three things:
   subscription's *missed* callback is called: messages may have been lost meanwhile, so
   whatever was cached must be dropped.
 * :meth:`~Coordinator.acquire` / :meth:`~Coordinator.renew` / :meth:`~Coordinator.release`
-  hold lock leases (:mod:`kvfs.coordination.leases`).
+  hold lock leases (:mod:`kvfs.coordination.leases`); :meth:`~Coordinator.holders`
+  tells who holds one.
 
 Engines (:mod:`~kvfs.coordination.redis`, :mod:`~kvfs.coordination.postgresql`) fill the
 underscore hooks.
@@ -436,6 +437,20 @@ class Coordinator(ABC):
                 self._last_error = f"unlock: {describe_error(error)}"
             log.warning("lock %r: could not release it (%s); it expires with its lease", lease.name, describe_error(error))
 
+    def holders(self, name: str) -> dict[str, bool]:
+        """Who holds the lock *name* now: each owner, with whether it shares the lock.
+
+        Expired leases are left out. Raises :class:`CoordinationError` when the engine
+        cannot be reached.
+        """
+        try:
+            return self._holders(name)
+        except Exception as error:
+            with self._lock:
+                self._errors += 1
+                self._last_error = f"lock: {describe_error(error)}"
+            raise CoordinationError(f"coordination engine {mask_url(self.url)}: {describe_error(error)}") from error
+
     def _keeper_renew(self, lease: Lease) -> bool:
         if lease.released:
             return True
@@ -512,6 +527,10 @@ class Coordinator(ABC):
     @abstractmethod
     def _release(self, name: str, owner: str) -> None:
         """Drop the owner's lease, if any."""
+
+    @abstractmethod
+    def _holders(self, name: str) -> dict[str, bool]:
+        """The owners of unexpired leases of *name*, each with whether it shares."""
 
     def _close_engine(self) -> None:
         """Close the publishing and locking connections."""

@@ -190,6 +190,14 @@ class PostgresCoordinator(Coordinator):
                 {"name": name, "owner": owner},
             )
 
+    def _holders(self, name: str) -> dict[str, bool]:
+        with self._leases() as connection:
+            rows = connection.execute(
+                _sa.text(f"SELECT owner, exclusive FROM {LEASE_TABLE} WHERE name = :name AND expires > clock_timestamp()"),
+                {"name": name},
+            ).all()
+        return {owner: not exclusive for owner, exclusive in rows}
+
     def _close_engine(self) -> None:
         with self._publisher_lock:
             self._close_publisher()

@@ -68,6 +68,20 @@ return 1
 """
 
 
+_HOLDERS = _NOW + """
+local found = {}
+local holders = redis.call('HGETALL', KEYS[1])
+for i = 1, #holders, 2 do
+  local mode, expires = string.match(holders[i + 1], '^(%a):(%d+)$')
+  if tonumber(expires) ~= nil and tonumber(expires) > now then
+    table.insert(found, holders[i])
+    table.insert(found, mode)
+  end
+end
+return found
+"""
+
+
 def _client(url: str, retries: int) -> Any:
     return _redis.Redis.from_url(
         url,
@@ -145,6 +159,7 @@ class RedisCoordinator(Coordinator):
         self._client = _client(url, 1)
         self._acquire_script = self._client.register_script(_ACQUIRE)
         self._renew_script = self._client.register_script(_RENEW)
+        self._holders_script = self._client.register_script(_HOLDERS)
 
     def _engine_channel(self, channel: str) -> str:
         return CHANNEL_PREFIX + channel
@@ -165,8 +180,16 @@ class RedisCoordinator(Coordinator):
     def _release(self, name: str, owner: str) -> None:
         self._client.hdel(LOCK_PREFIX + name, owner)
 
+    def _holders(self, name: str) -> dict[str, bool]:
+        found = [_text(item) for item in self._holders_script(keys=[LOCK_PREFIX + name])]
+        return {owner: mode == "s" for owner, mode in zip(found[::2], found[1::2])}
+
     def _close_engine(self) -> None:
         self._client.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _millis(seconds: float) -> int:

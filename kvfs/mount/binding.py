@@ -114,7 +114,8 @@ class KvfsFUSE(mfusepy.FUSE):
     mfusepy ignores the file handle of ``truncate``/``chmod``/``chown``/``utimens`` and
     the flags of ``rename``. With ``nullpath_ok`` an open file that was unlinked has no
     path, so the handle is the only way to find it; and a ``RENAME_NOREPLACE`` that were
-    ignored would replace a file the caller wanted kept.
+    ignored would replace a file the caller wanted kept. Its ``flock`` decodes a path
+    that libfuse leaves NULL there, always with ``nullpath_ok``.
     """
 
     def _wrapper(self, func, *args, **kwargs):
@@ -191,6 +192,10 @@ class KvfsFUSE(mfusepy.FUSE):
             atime, mtime = buf.contents.actime, buf.contents.modtime
             times = (atime.tv_sec * 10**9 + atime.tv_nsec, mtime.tv_sec * 10**9 + mtime.tv_nsec)
         return self.operations.utimens(self._decode(path), times, self._fh(fip))
+
+    def flock(self, path, fip, op):
+        # mfusepy decodes the path, which libfuse leaves NULL (nullpath_ok): the handle names the file.
+        return self.operations.flock(self._decode(path), self._fh(fip), op)
 
     def rename_fuse_3(self, old, new, flags):
         if flags & ~RENAME_NOREPLACE:

@@ -240,7 +240,12 @@ def _serve(
     from .fuselog import take_last_error
     from .operations import KvfsOperations
 
-    operations = KvfsOperations(store, options, ready)
+    if options.coordinate:
+        from .locks import CoordinatedOperations  # flock and fcntl locks held in the engine
+
+        operations: KvfsOperations = CoordinatedOperations(store, options, ready)
+    else:
+        operations = KvfsOperations(store, options, ready)  # locks stay the kernel's
     coordination = _coordination(operations, options)
 
     def status() -> dict[str, Any]:

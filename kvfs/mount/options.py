@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..coordination.leases import DEFAULT_LEASE_LIFETIME
+
 #: Default memory for staged writes of all open files together, before spilling to disk.
 DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
 #: Default number of upload workers of a write-back mount.
@@ -35,8 +37,10 @@ class MountOptions:
     ``coordinate`` names a coordination engine (``redis://…`` or ``postgresql://…``)
     shared by every mount of the store: changes are announced to the others, theirs
     drop this mount's caches at once. ``coordinate_store`` is the
-    store's URL, which names the channel (``kvfs mount`` passes its URL). See "Many
-    hosts" in ``docs/mount.rst``.
+    store's URL, which names the channel (``kvfs mount`` passes its URL). With
+    ``coordinate``, ``flock`` and ``fcntl`` locks are leases in the engine, renewed
+    every third of ``lock_lifetime`` seconds while the mount lives: a dead mount's locks
+    free themselves after that long. See "Many hosts" in ``docs/mount.rst``.
     """
 
     read_only: bool = False
@@ -55,6 +59,7 @@ class MountOptions:
     transfers: int = DEFAULT_TRANSFERS
     coordinate: str | None = None
     coordinate_store: str | None = None
+    lock_lifetime: float = DEFAULT_LEASE_LIFETIME
 
     def __post_init__(self) -> None:
         if self.attr_timeout < 0 or self.listing_timeout < 0:
@@ -63,6 +68,8 @@ class MountOptions:
             raise ValueError("cache sizes must not be negative")
         if not 0 <= self.umask <= 0o777:
             raise ValueError(f"umask must be between 0 and 0o777, not {self.umask:o}")
+        if not self.lock_lifetime > 0:
+            raise ValueError(f"lock_lifetime must be above 0 seconds, not {self.lock_lifetime}")
         if self.transfers < 1:
             raise ValueError(f"transfers must be at least 1, not {self.transfers}")
         for name in ("uid", "gid"):
