@@ -46,13 +46,19 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..coordination import Change, ChangeKind, Coordinator, CoordinatorStatus, Lease, Subscription, channel_for
 from ..keys import SEPARATOR
 from .paths import component_name
 
 log = logging.getLogger(__name__)
+
+
+class WhenStored(Protocol):
+    """Calls back once the store has every pending change of some keys (:meth:`WriteBack.when_stored`)."""
+
+    def __call__(self, keys: Sequence[str], callback: Callable[[], None], *, below: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,24 @@ class MountCoordination:
     :meth:`start` subscribes, :meth:`stop` ends it; :meth:`publish` announces the
     mount's own change after it reached the store. Callback failures are logged, never
     raised into the listener.
+
+    *when_stored* is a write-back mount's
+    :meth:`WriteBack.when_stored <kvfs.mount.writeback.WriteBack.when_stored>`: the
+    mount's store then takes a change when it is journaled, and its announcement waits
+    until the upload (or delete, or move) reached the real store.
     """
 
-    def __init__(self, coordinator: Coordinator, store_url: str, callbacks: CacheCallbacks) -> None:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        store_url: str,
+        callbacks: CacheCallbacks,
+        when_stored: WhenStored | None = None,
+    ) -> None:
         self.coordinator = coordinator
         self.channel = channel_for(store_url)
         self.callbacks = callbacks
+        self._when_stored = when_stored
         self._subscription: Subscription | None = None
         self.changes_applied = 0
         self.resets = 0
@@ -116,8 +134,24 @@ class MountCoordination:
             self._subscription = None
 
     def publish(self, kind: ChangeKind | str, keys: Sequence[str], *, directory: bool = False) -> bool:
-        """Announce the mount's own change of *keys* (after it reached the store)."""
-        return self.coordinator.publish(self.channel, kind, keys, directory=directory)
+        """Announce the mount's own change of *keys*, once it reached the store.
+
+        Without *when_stored* the change is in the store already: the message goes now,
+        and the result is whether it was sent. With it, the message goes once every
+        change of *keys* pending now (and with *directory* or ``rmdir``, of the keys
+        below them) is stored, from the upload worker that stored the last; the result
+        is True (announced, or to be announced).
+        """
+        kind = ChangeKind(kind)
+        if self._when_stored is None:
+            return self.coordinator.publish(self.channel, kind, keys, directory=directory)
+        keys = tuple(keys)
+
+        def announce() -> None:
+            self.coordinator.publish(self.channel, kind, keys, directory=directory)
+
+        self._when_stored(keys, announce, below=directory or kind is ChangeKind.RMDIR)
+        return True
 
     def status(self) -> CoordinatorStatus:
         return self.coordinator.status()
