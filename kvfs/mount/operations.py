@@ -128,7 +128,9 @@ class KvfsOperations(mfusepy.Operations):
             timeout = float(self.options.attr_timeout)
             config.entry_timeout = timeout
             config.attr_timeout = timeout
-            config.negative_timeout = timeout
+            # A coordinated mount cannot drop a name's negative entry when another host
+            # makes the name (see coordination.KernelInvalidator): none is kept.
+            config.negative_timeout = 0 if self.coordination is not None else timeout
             config.nullpath_ok = 1  # handle operations are served from the handle
             # hard_remove stays off: libfuse then renames an open file that is unlinked
             # to a hidden name (see rename), so fstat on it still has a path to ask for.
