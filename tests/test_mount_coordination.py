@@ -40,7 +40,7 @@ class Recorder:
             self.calls.append((name, argument))
             self._changed.notify_all()
 
-    def callbacks(self) -> CacheCallbacks:
+    def callbacks(self, *, learn: bool = False) -> CacheCallbacks:
         def everything() -> None:
             self._note("everything")
             self.everything.set()
@@ -51,6 +51,7 @@ class Recorder:
             invalidate_kernel=lambda path: self._note("kernel", path),
             forget_everything=everything,
             forget_tree=(lambda key: self._note("tree", key)) if self.with_tree else None,
+            learn_file=(lambda key, size, mtime: self._note("learn", f"{key} {size} {mtime}")) if learn else None,
         )
 
     def wait_for(self, call: tuple[str, str]) -> list[tuple[str, str]]:
@@ -99,6 +100,26 @@ def test_another_mounts_write_drops_the_entry_listing_and_kernel_caches(
         ("kernel", "/docs"),
     ]
     assert mount_b.changes_applied == 1
+
+
+def test_a_write_with_its_attributes_is_learnt_not_forgotten(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    learning, forgetting = Recorder(), Recorder()
+    MountCoordination(b, store_url, learning.callbacks(learn=True)).start()
+    MountCoordination(b, store_url, forgetting.callbacks()).start()
+    MountCoordination(a, store_url, Recorder().callbacks()).publish(
+        ChangeKind.WRITE, ["docs/f"], size=5, mtime=1700000000.5
+    )
+    # The parent's listing stays: the learnt entry takes its line in it.
+    assert learning.wait_for(("kernel", "/docs")) == [
+        ("learn", "docs/f 5 1700000000.5"),
+        ("kernel", "/docs/f"),
+        ("kernel", "/docs"),
+    ]
+    # A mount that cannot learn forgets, as for a write without attributes.
+    assert ("listing", "docs") in forgetting.wait_for(("kernel", "/docs"))
 
 
 def test_a_rename_forgets_both_names(redis_hosts: tuple[Coordinator, Coordinator], store_url: str) -> None:

@@ -70,7 +70,10 @@ class CacheCallbacks:
     root); ``invalidate_kernel(path)`` makes the kernel forget a path's attributes and
     pages (``/a/b``); ``forget_everything()`` drops every cache the mount keeps;
     ``forget_tree(directory_key)``, where given, drops every entry below a directory
-    (else a directory rename or removal calls ``forget_everything``).
+    (else a directory rename or removal calls ``forget_everything``);
+    ``learn_file(key, size, mtime)``, where given, takes a written file's new attributes
+    from the message, in place of its cached entry (and of a cached copy of it), so that
+    showing the change costs no request for them.
     """
 
     forget_entry: Callable[[str], None]
@@ -78,6 +81,7 @@ class CacheCallbacks:
     invalidate_kernel: Callable[[str], None]
     forget_everything: Callable[[], None]
     forget_tree: Callable[[str], None] | None = None
+    learn_file: Callable[[str, int, float], None] | None = None
 
 
 def key_path(key: str) -> str:
@@ -133,18 +137,29 @@ class MountCoordination:
             self._subscription.cancel()
             self._subscription = None
 
-    def publish(self, kind: ChangeKind | str, keys: Sequence[str], *, directory: bool = False) -> bool:
+    def publish(
+        self,
+        kind: ChangeKind | str,
+        keys: Sequence[str],
+        *,
+        directory: bool = False,
+        size: int | None = None,
+        mtime: float | None = None,
+    ) -> bool:
         """Announce the mount's own change of *keys*, once it reached the store.
 
+        *size* and *mtime*: a written regular file's new attributes, as the mount shows
+        them (see :meth:`Coordinator.publish <kvfs.coordination.Coordinator.publish>`).
         Without *when_stored* the change is in the store already: the message goes now,
         and the result is whether it was sent. With it, the message goes once every
         change of *keys* pending now (and with *directory* or ``rmdir``, of the keys
-        below them) is stored, from the upload worker that stored the last; the result
-        is True (announced, or to be announced).
+        below them) is stored, from the upload worker that stored the last, without
+        attributes (a later write may replace the upload); the result is True
+        (announced, or to be announced).
         """
         kind = ChangeKind(kind)
         if self._when_stored is None:
-            return self.coordinator.publish(self.channel, kind, keys, directory=directory)
+            return self.coordinator.publish(self.channel, kind, keys, directory=directory, size=size, mtime=mtime)
         keys = tuple(keys)
 
         def announce() -> None:
@@ -180,7 +195,14 @@ class MountCoordination:
         if change.sender == self.coordinator.sender or change.channel != self.channel:
             return
         tree = change.directory or change.kind is ChangeKind.RMDIR
-        if tree and self.callbacks.forget_tree is None:
+        learn = self.callbacks.learn_file
+        if learn is not None and change.size is not None and change.mtime is not None and len(change.keys) == 1:
+            # A written file whose attributes came along: no listing to drop, nothing to ask.
+            key = change.keys[0]
+            self._call(learn, key, change.size, change.mtime)
+            self._call(self.callbacks.invalidate_kernel, key_path(key))
+            self._call(self.callbacks.invalidate_kernel, key_path(_parent(key)))
+        elif tree and self.callbacks.forget_tree is None:
             self._call(self.callbacks.forget_everything)
             for key in change.keys:
                 self._forget_key(key, directory=True)
