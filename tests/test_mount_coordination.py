@@ -122,6 +122,23 @@ def test_a_write_with_its_attributes_is_learnt_not_forgotten(
     assert ("listing", "docs") in forgetting.wait_for(("kernel", "/docs"))
 
 
+def test_a_write_after_another_hosts_change_of_the_key_is_asked_for(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    url = require_server("redis")
+    assert url is not None
+    recorder = Recorder()
+    MountCoordination(b, store_url, recorder.callbacks(learn=True)).start()
+    with open_coordinator(url) as c:
+        MountCoordination(a, store_url, Recorder().callbacks()).publish(ChangeKind.WRITE, ["f"], size=1, mtime=1.0)
+        recorder.wait_for(("learn", "f 1 1.0"))
+        # Two hosts wrote "f": which came last, the store says, not the order of the messages.
+        MountCoordination(c, store_url, Recorder().callbacks()).publish(ChangeKind.WRITE, ["f"], size=2, mtime=2.0)
+        calls = recorder.wait_for(("entry", "f"))
+    assert ("learn", "f 2 2.0") not in calls and ("listing", "") in calls
+
+
 def test_a_rename_forgets_both_names(redis_hosts: tuple[Coordinator, Coordinator], store_url: str) -> None:
     a, b = redis_hosts
     recorder = Recorder()

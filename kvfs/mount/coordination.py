@@ -54,6 +54,9 @@ from .paths import component_name
 
 log = logging.getLogger(__name__)
 
+#: Keys whose last writer a mount remembers (see MountCoordination._writer_changed).
+_WRITERS_LIMIT = 10_000
+
 
 class WhenStored(Protocol):
     """Calls back once the store has every pending change of some keys (:meth:`WriteBack.when_stored`)."""
@@ -122,6 +125,10 @@ class MountCoordination:
         self.channel = channel_for(store_url)
         self.callbacks = callbacks
         self._when_stored = when_stored
+        # The sender of the last change of each key, heard or made here: a written
+        # file's attributes are taken from a message only when its sender also made the
+        # key's previous change (two hosts writing one file at once: the store decides).
+        self._writers: dict[str, str] = {}
         self._subscription: Subscription | None = None
         self.changes_applied = 0
         self.resets = 0
@@ -158,6 +165,8 @@ class MountCoordination:
         (announced, or to be announced).
         """
         kind = ChangeKind(kind)
+        for key in keys:
+            self._writer_changed(key, self.coordinator.sender)
         if self._when_stored is None:
             return self.coordinator.publish(self.channel, kind, keys, directory=directory, size=size, mtime=mtime)
         keys = tuple(keys)
@@ -196,7 +205,9 @@ class MountCoordination:
             return
         tree = change.directory or change.kind is ChangeKind.RMDIR
         learn = self.callbacks.learn_file
-        if learn is not None and change.size is not None and change.mtime is not None and len(change.keys) == 1:
+        same_writer = all([self._writer_changed(key, change.sender) for key in change.keys])
+        attributes = change.size is not None and change.mtime is not None and len(change.keys) == 1
+        if learn is not None and attributes and same_writer:
             # A written file whose attributes came along: no listing to drop, nothing to ask.
             key = change.keys[0]
             self._call(learn, key, change.size, change.mtime)
@@ -213,6 +224,14 @@ class MountCoordination:
                 directory = tree or change.kind in (ChangeKind.MKDIR, ChangeKind.RMDIR)
                 self._forget_key(key, directory=directory)
         self.changes_applied += 1
+
+    def _writer_changed(self, key: str, sender: str) -> bool:
+        """Note *sender* as *key*'s last writer; whether it was the last one before too (or none was known)."""
+        if len(self._writers) >= _WRITERS_LIMIT:
+            self._writers.clear()
+        previous = self._writers.get(key)
+        self._writers[key] = sender
+        return previous is None or previous == sender
 
     def missed(self) -> None:
         """The coordinator reconnected: changes may have been lost, so forget everything."""
