@@ -180,7 +180,7 @@ class KvfsOperations(mfusepy.Operations):
         """Announce the regular file *key* the mount just stored, with the size and time it shows."""
         if self.coordination is None:
             return
-        known, entry = self.names.meta.lookup(key)
+        _, entry = self.names.meta.lookup(key)
         if entry is None or entry.is_dir or entry.kind is not None or entry.mtime is None:
             self.coordination.publish(ChangeKind.WRITE, (key,))
         else:
