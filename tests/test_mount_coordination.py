@@ -13,12 +13,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from kvfs.coordination import ChangeKind, Coordinator, open_coordinator
 from kvfs.mount.coordination import CacheCallbacks, MountCoordination, key_path
+from kvfs.mount.journal import Change as JournalChange
 from mount_support import require_fuse
 from servers import require_server, start_service, stop_service
 
@@ -137,6 +138,29 @@ def test_a_write_after_another_hosts_change_of_the_key_is_asked_for(
         MountCoordination(c, store_url, Recorder().callbacks()).publish(ChangeKind.WRITE, ["f"], size=2, mtime=2.0)
         calls = recorder.wait_for(("entry", "f"))
     assert ("learn", "f 2 2.0") not in calls and ("listing", "") in calls
+
+
+def test_changes_left_in_a_write_back_journal_are_announced_once_stored(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    recorder = Recorder()
+    MountCoordination(b, store_url, recorder.callbacks()).start()
+    waiting: list[tuple[tuple[str, ...], Callable[[], None]]] = []
+
+    def when_stored(keys: Sequence[str], callback: Callable[[], None], *, below: bool = False) -> None:
+        waiting.append((tuple(keys), callback))
+
+    mount_a = MountCoordination(a, store_url, Recorder().callbacks(), when_stored)
+    mount_a.announce_journaled(
+        [JournalChange(1, "put", "x/f", size=3), JournalChange(2, "move", "y/new", source="x/old")]
+    )
+    assert [keys for keys, _ in waiting] == [("x/f",), ("x/old", "y/new")]
+    assert a.status().sent == 0  # nothing goes before the store has it
+    for _, stored in waiting:
+        stored()
+    calls = recorder.wait_for(("entry", "y/new"))
+    assert ("entry", "x/f") in calls and ("entry", "x/old") in calls
 
 
 def test_a_rename_forgets_both_names(redis_hosts: tuple[Coordinator, Coordinator], store_url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -191,6 +192,32 @@ def test_a_write_back_mount_announces_a_change_once_the_store_has_it(
     assert _status(a)["coordination"]["sent"] >= sent + 2
     assert eventually(lambda: _read(b / "f.txt") == b"new")
     assert eventually(lambda: sorted(os.listdir(b)) == ["added.txt", "f.txt"])
+
+
+def test_changes_a_killed_write_back_mount_left_are_announced_by_the_next(
+    hosts: Hosts, bucket: str, tmp_path: pathlib.Path
+) -> None:
+    journal = str(tmp_path / "journal")
+    a = hosts.mount("--write-back", "--journal-dir", journal)
+    b = hosts.mount()
+    (a / "f.txt").write_bytes(b"old")
+    assert eventually(lambda: _read(b / "f.txt")) == b"old"
+    assert os.listdir(b) == ["f.txt"]  # cached for 60 s
+    assert eventually(lambda: _status(a)["write_back"]["pending"] == 0)
+    remove_bucket(bucket)
+    try:
+        (a / "f.txt").write_bytes(b"new")
+        (a / "added.txt").write_bytes(b"added")
+        assert eventually(lambda: _status(a)["write_back"]["failed"] > 0)
+        pid = _status(a)["pid"]
+        os.kill(pid, signal.SIGKILL)  # "new" stays in the journal, unannounced
+        eventually(lambda: not os.path.exists(f"/proc/{pid}"))
+        subprocess.run(["fusermount3", "-uz", str(a)], check=False)
+    finally:
+        s3_client(moto_url()).create_bucket(Bucket=bucket)
+    hosts.mount("--write-back", "--journal-dir", journal)  # replays, then announces
+    assert eventually(lambda: sorted(os.listdir(b)) == ["added.txt", "f.txt"])
+    assert eventually(lambda: _read(b / "f.txt") == b"new")
 
 
 def test_engine_outage_degrades_to_timeouts_and_recovers(tmp_path: pathlib.Path, store_url: str) -> None:

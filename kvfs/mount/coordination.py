@@ -44,7 +44,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +56,15 @@ log = logging.getLogger(__name__)
 
 #: Keys whose last writer a mount remembers (see MountCoordination._writer_changed).
 _WRITERS_LIMIT = 10_000
+#: How a write-back journal's kind of change is announced.
+_JOURNAL_KINDS = {
+    "put": ChangeKind.WRITE,
+    "copy": ChangeKind.WRITE,
+    "delete": ChangeKind.DELETE,
+    "move": ChangeKind.RENAME,
+    "put_directory": ChangeKind.MKDIR,
+    "delete_directory": ChangeKind.RMDIR,
+}
 
 
 class WhenStored(Protocol):
@@ -176,6 +185,17 @@ class MountCoordination:
 
         self._when_stored(keys, announce, below=directory or kind is ChangeKind.RMDIR)
         return True
+
+    def announce_journaled(self, changes: Iterable[Any]) -> None:
+        """Announce write-back journal changes (an earlier mount's, replayed), each once stored.
+
+        *changes* are :class:`kvfs.mount.journal.Change` objects; a move is announced
+        as a rename of its source to its key. Kinds the journal does not know are skipped.
+        """
+        for change in changes:
+            kind = _JOURNAL_KINDS.get(change.kind)
+            if kind is not None:
+                self.publish(kind, change.keys if kind is ChangeKind.RENAME else (change.key,))
 
     def status(self) -> CoordinatorStatus:
         return self.coordinator.status()

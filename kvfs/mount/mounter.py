@@ -305,6 +305,8 @@ def _coordination(operations: Any, options: MountOptions, queue: Any = None) -> 
     coordination = MountCoordination(coordinator, options.coordinate_store, operations.cache_callbacks(), when_stored)
     coordination.start()
     operations.coordination = coordination
+    if queue is not None:
+        coordination.announce_journaled(queue.replayed)  # an earlier mount left them unannounced
     return coordination
 
 

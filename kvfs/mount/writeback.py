@@ -135,6 +135,8 @@ class WriteBack:
         self._batched = {"delete": 0} | ({"move": 0} if store.supports_server_copy else {})
         self.stored = 0  # changes the store has, since the mount started
         replayed = journal.pending()
+        #: The changes an earlier mount left in the journal, queued first.
+        self.replayed: list[Change] = list(replayed)
         with self._lock:
             for change in replayed:
                 self._enqueue(change)
