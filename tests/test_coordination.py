@@ -101,6 +101,19 @@ def lock_name() -> str:
 def test_a_change_survives_encoding() -> None:
     change = Change("kvfs-x", ChangeKind.RENAME, ("a/ä b", "c"), "host:1:ab", 7, 1700000000.5, True)
     assert Change.decode(change.encode()) == change
+    written = Change("kvfs-x", ChangeKind.WRITE, ("f",), "host:1:ab", 8, 1700000001.0, size=12, mtime=1700000000.25)
+    assert Change.decode(written.encode()) == written
+
+
+def test_attributes_go_with_a_write_of_one_key_only(hosts: tuple[Coordinator, Coordinator], channel: str) -> None:
+    a, _ = hosts
+    for kind, keys, attributes in [
+        (ChangeKind.DELETE, ["f"], {"size": 1, "mtime": 2.0}),
+        (ChangeKind.WRITE, ["f", "g"], {"size": 1, "mtime": 2.0}),
+        (ChangeKind.WRITE, ["f"], {"size": 1}),
+    ]:
+        with pytest.raises(ValueError):
+            a.publish(channel, kind, keys, **attributes)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("text", ["", "{}", "[1]", '{"v": 99}', '{"v": 1, "c": "x", "k": "nope", "keys": [], "s": "a", "n": 1, "t": 0}'])

@@ -13,12 +13,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from kvfs.coordination import ChangeKind, Coordinator, open_coordinator
 from kvfs.mount.coordination import CacheCallbacks, MountCoordination, key_path
+from kvfs.mount.journal import Change as JournalChange
 from mount_support import require_fuse
 from servers import require_server, start_service, stop_service
 
@@ -40,7 +41,7 @@ class Recorder:
             self.calls.append((name, argument))
             self._changed.notify_all()
 
-    def callbacks(self) -> CacheCallbacks:
+    def callbacks(self, *, learn: bool = False) -> CacheCallbacks:
         def everything() -> None:
             self._note("everything")
             self.everything.set()
@@ -51,6 +52,7 @@ class Recorder:
             invalidate_kernel=lambda path: self._note("kernel", path),
             forget_everything=everything,
             forget_tree=(lambda key: self._note("tree", key)) if self.with_tree else None,
+            learn_file=(lambda key, size, mtime: self._note("learn", f"{key} {size} {mtime}")) if learn else None,
         )
 
     def wait_for(self, call: tuple[str, str]) -> list[tuple[str, str]]:
@@ -99,6 +101,66 @@ def test_another_mounts_write_drops_the_entry_listing_and_kernel_caches(
         ("kernel", "/docs"),
     ]
     assert mount_b.changes_applied == 1
+
+
+def test_a_write_with_its_attributes_is_learnt_not_forgotten(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    learning, forgetting = Recorder(), Recorder()
+    MountCoordination(b, store_url, learning.callbacks(learn=True)).start()
+    MountCoordination(b, store_url, forgetting.callbacks()).start()
+    MountCoordination(a, store_url, Recorder().callbacks()).publish(
+        ChangeKind.WRITE, ["docs/f"], size=5, mtime=1700000000.5
+    )
+    # The parent's listing stays: the learnt entry takes its line in it.
+    assert learning.wait_for(("kernel", "/docs")) == [
+        ("learn", "docs/f 5 1700000000.5"),
+        ("kernel", "/docs/f"),
+        ("kernel", "/docs"),
+    ]
+    # A mount that cannot learn forgets, as for a write without attributes.
+    assert ("listing", "docs") in forgetting.wait_for(("kernel", "/docs"))
+
+
+def test_a_write_after_another_hosts_change_of_the_key_is_asked_for(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    url = require_server("redis")
+    assert url is not None
+    recorder = Recorder()
+    MountCoordination(b, store_url, recorder.callbacks(learn=True)).start()
+    with open_coordinator(url) as c:
+        MountCoordination(a, store_url, Recorder().callbacks()).publish(ChangeKind.WRITE, ["f"], size=1, mtime=1.0)
+        recorder.wait_for(("learn", "f 1 1.0"))
+        # Two hosts wrote "f": which came last, the store says, not the order of the messages.
+        MountCoordination(c, store_url, Recorder().callbacks()).publish(ChangeKind.WRITE, ["f"], size=2, mtime=2.0)
+        calls = recorder.wait_for(("entry", "f"))
+    assert ("learn", "f 2 2.0") not in calls and ("listing", "") in calls
+
+
+def test_changes_left_in_a_write_back_journal_are_announced_once_stored(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    recorder = Recorder()
+    MountCoordination(b, store_url, recorder.callbacks()).start()
+    waiting: list[tuple[tuple[str, ...], Callable[[], None]]] = []
+
+    def when_stored(keys: Sequence[str], callback: Callable[[], None], *, below: bool = False) -> None:
+        waiting.append((tuple(keys), callback))
+
+    mount_a = MountCoordination(a, store_url, Recorder().callbacks(), when_stored)
+    mount_a.announce_journaled(
+        [JournalChange(1, "put", "x/f", size=3), JournalChange(2, "move", "y/new", source="x/old")]
+    )
+    assert [keys for keys, _ in waiting] == [("x/f",), ("x/old", "y/new")]
+    assert a.status().sent == 0  # nothing goes before the store has it
+    for _, stored in waiting:
+        stored()
+    calls = recorder.wait_for(("entry", "y/new"))
+    assert ("entry", "x/f") in calls and ("entry", "x/old") in calls
 
 
 def test_a_rename_forgets_both_names(redis_hosts: tuple[Coordinator, Coordinator], store_url: str) -> None:

@@ -7,8 +7,10 @@ sooner was told by the engine. Waits are "eventually, within a generous limit" l
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from cli_support import fresh_bucket, kvfs_command, moto_store_url
+from cli_support import fresh_bucket, kvfs_command, moto_store_url, remove_bucket, s3_client
 from kvfs.mount import is_mounted
 from mount_support import require_fuse
-from servers import postgres_url, redis_url, require_server, start_service, stop_service
+from servers import moto_url, postgres_url, redis_url, require_server, start_service, stop_service
 
 WAIT = 30.0
 LONG = ("--attr-timeout", "60", "--listing-timeout", "60")
@@ -58,9 +60,22 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_url() -> Iterator[str]:
-    with fresh_bucket("kvfs-hosts") as bucket:
-        yield moto_store_url(bucket, "tree/")
+def bucket() -> Iterator[str]:
+    with fresh_bucket("kvfs-hosts") as name:
+        yield name
+
+
+@pytest.fixture
+def store_url(bucket: str) -> str:
+    return moto_store_url(bucket, "tree/")
+
+
+def _status(mountpoint: pathlib.Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [*kvfs_command(), "status", "--json", str(mountpoint)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 class Hosts:
@@ -147,6 +162,62 @@ def test_status_shows_the_coordination(hosts: Hosts) -> None:
     assert result.returncode == 0, result.stderr
     assert '"coordination"' in result.stdout
     assert '"connected": true' in result.stdout
+
+
+def test_a_write_back_mount_announces_a_change_once_the_store_has_it(
+    hosts: Hosts, bucket: str, tmp_path: pathlib.Path
+) -> None:
+    a = hosts.mount("--write-back", "--journal-dir", str(tmp_path / "journal"))
+    b = hosts.mount()
+    (a / "f.txt").write_bytes(b"old")
+    assert eventually(lambda: _read(b / "f.txt")) == b"old"
+    assert eventually(lambda: _status(a)["write_back"]["pending"] == 0)
+    sent = _status(a)["coordination"]["sent"]
+    applied = _status(b)["coordination"]["changes_applied"]
+    remove_bucket(bucket)  # every upload fails until the bucket is back
+    try:
+        (a / "f.txt").write_bytes(b"new")  # journaled: close() returns
+        (a / "added.txt").write_bytes(b"added")
+        assert (a / "f.txt").read_bytes() == b"new"  # A shows its own changes at once
+        assert eventually(lambda: _status(a)["write_back"]["failed"] > 0)
+        status = _status(a)
+        assert status["write_back"]["pending"] >= 2
+        # Nothing was announced that the store does not have: B was told nothing.
+        assert status["coordination"]["sent"] == sent
+        assert _status(b)["coordination"]["changes_applied"] == applied
+    finally:
+        s3_client(moto_url()).create_bucket(Bucket=bucket)
+    assert eventually(lambda: _status(a)["write_back"]["pending"] == 0, limit=120)
+    # Uploaded: announced, and B shows it with its 60 s caches.
+    assert _status(a)["coordination"]["sent"] >= sent + 2
+    assert eventually(lambda: _read(b / "f.txt") == b"new")
+    assert eventually(lambda: sorted(os.listdir(b)) == ["added.txt", "f.txt"])
+
+
+def test_changes_a_killed_write_back_mount_left_are_announced_by_the_next(
+    hosts: Hosts, bucket: str, tmp_path: pathlib.Path
+) -> None:
+    journal = str(tmp_path / "journal")
+    a = hosts.mount("--write-back", "--journal-dir", journal)
+    b = hosts.mount()
+    (a / "f.txt").write_bytes(b"old")
+    assert eventually(lambda: _read(b / "f.txt")) == b"old"
+    assert os.listdir(b) == ["f.txt"]  # cached for 60 s
+    assert eventually(lambda: _status(a)["write_back"]["pending"] == 0)
+    remove_bucket(bucket)
+    try:
+        (a / "f.txt").write_bytes(b"new")
+        (a / "added.txt").write_bytes(b"added")
+        assert eventually(lambda: _status(a)["write_back"]["failed"] > 0)
+        pid = _status(a)["pid"]
+        os.kill(pid, signal.SIGKILL)  # "new" stays in the journal, unannounced
+        eventually(lambda: not os.path.exists(f"/proc/{pid}"))
+        subprocess.run(["fusermount3", "-uz", str(a)], check=False)
+    finally:
+        s3_client(moto_url()).create_bucket(Bucket=bucket)
+    hosts.mount("--write-back", "--journal-dir", journal)  # replays, then announces
+    assert eventually(lambda: sorted(os.listdir(b)) == ["added.txt", "f.txt"])
+    assert eventually(lambda: _read(b / "f.txt") == b"new")
 
 
 def test_engine_outage_degrades_to_timeouts_and_recovers(tmp_path: pathlib.Path, store_url: str) -> None:

@@ -251,6 +251,41 @@ def test_failures_are_retried_reported_and_wait_raises(backend: Switchable, tmp_
     queue.close()
 
 
+def test_when_stored_calls_back_once_the_store_has_the_change(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    queue = _queue(backend, tmp_path / "j")
+    seen: list[object] = []
+    queue.when_stored(["nothing-pending"], lambda: seen.append("at once"))
+    assert seen == ["at once"]
+    backend.broken = True
+    queue.put("a", b"content")
+    queue.put("d/x", b"below")
+    queue.when_stored(["a"], lambda: seen.append(backend.get("a")))
+    queue.when_stored(["d"], lambda: seen.append(backend.get("d/x")), below=True)
+    with pytest.raises(WriteBackError):
+        queue.wait("a", timeout=10)
+    assert seen == ["at once"]  # failed and retried: not stored, not announced
+    backend.broken = False
+    assert queue.drain(timeout=10)
+    assert seen[0] == "at once" and sorted(seen[1:]) == [b"below", b"content"]  # type: ignore[type-var]
+    queue.close()
+
+
+def test_when_stored_waits_for_the_put_that_replaced_the_awaited_one(
+    backend: Switchable, tmp_path: pathlib.Path
+) -> None:
+    backend.gate.clear()
+    queue = _queue(backend, tmp_path / "j", transfers=1)
+    queue.put("blocker", b"x")  # the one worker waits on the gate with this one
+    queue.put("file", b"v0")
+    seen: list[bytes] = []
+    queue.when_stored(["file"], lambda: seen.append(backend.get("file")))
+    queue.put("file", b"v1")  # v0 never goes to the store
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    assert seen == [b"v1"]
+    queue.close()
+
+
 def test_a_crash_leaves_changes_that_the_next_queue_replays(backend: Switchable, tmp_path: pathlib.Path) -> None:
     backend.broken = True
     queue = _queue(backend, tmp_path / "j")

@@ -164,15 +164,28 @@ class Coordinator(ABC):
 
     # ------------------------------------------------------------------ publishing
 
-    def publish(self, channel: str, kind: ChangeKind | str, keys: Sequence[str], *, directory: bool = False) -> bool:
+    def publish(
+        self,
+        channel: str,
+        kind: ChangeKind | str,
+        keys: Sequence[str],
+        *,
+        directory: bool = False,
+        size: int | None = None,
+        mtime: float | None = None,
+    ) -> bool:
         """Tell the other hosts that *keys* of the store on *channel* changed.
 
-        Call it after the change reached the store. Returns whether every message was
-        sent (True for no keys: nothing to send); never raises for an unreachable engine
-        (the failure is logged once per outage and counted). ``ValueError`` for an
-        unknown *kind*.
+        Call it after the change reached the store. *size* and *mtime* (both or
+        neither) are the new attributes of a write of one regular file. Returns whether
+        every message was sent (True for no keys: nothing to send); never raises for an
+        unreachable engine (the failure is logged once per outage and counted).
+        ``ValueError`` for an unknown *kind*, or attributes of anything but one written key.
         """
         kind = ChangeKind(kind)
+        attributes = size is not None or mtime is not None
+        if attributes and (kind is not ChangeKind.WRITE or len(keys) != 1 or size is None or mtime is None):
+            raise ValueError("size and mtime go together, with a write of one key")
         if not keys:
             return True
         if self._closed.is_set():
@@ -185,7 +198,7 @@ class Coordinator(ABC):
         for group in split_keys(kind, list(keys)):
             with self._lock:
                 self._sequence += 1
-                change = Change(channel, kind, group, self.sender, self._sequence, time.time(), directory)
+                change = Change(channel, kind, group, self.sender, self._sequence, time.time(), directory, size, mtime)
             try:
                 self._publish(self._engine_channel(channel), change.encode())
             except Exception as error:

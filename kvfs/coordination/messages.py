@@ -56,7 +56,9 @@ class Change:
 
     ``keys`` are the keys as seen through the coordinated store (or the mount);
     ``sequence`` counts the sender's messages from 1, and ``time`` is the sender's clock
-    (seconds since the epoch) when it published.
+    (seconds since the epoch) when it published. A write of one regular file may say its
+    new ``size`` and ``mtime`` (as the writer shows them), so a mount that is told needs
+    not ask the store for them.
     """
 
     channel: str
@@ -66,6 +68,8 @@ class Change:
     sequence: int
     time: float
     directory: bool = False
+    size: int | None = None
+    mtime: float | None = None
 
     def encode(self) -> str:
         """The message as JSON text."""
@@ -80,6 +84,8 @@ class Change:
         }
         if self.directory:
             document["d"] = True
+        if self.size is not None and self.mtime is not None:
+            document["z"], document["m"] = self.size, self.mtime
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -100,6 +106,8 @@ class Change:
                 sequence=int(document["n"]),
                 time=float(document["t"]),
                 directory=bool(document.get("d", False)),
+                size=None if document.get("z") is None else int(document["z"]),
+                mtime=None if document.get("m") is None else float(document["m"]),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as error:
             raise ValueError(f"not a kvfs change message: {error}") from None

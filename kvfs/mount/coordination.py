@@ -44,15 +44,33 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..coordination import Change, ChangeKind, Coordinator, CoordinatorStatus, Lease, Subscription, channel_for
 from ..keys import SEPARATOR
 from .paths import component_name
 
 log = logging.getLogger(__name__)
+
+#: Keys whose last writer a mount remembers (see MountCoordination._writer_changed).
+_WRITERS_LIMIT = 10_000
+#: How a write-back journal's kind of change is announced.
+_JOURNAL_KINDS = {
+    "put": ChangeKind.WRITE,
+    "copy": ChangeKind.WRITE,
+    "delete": ChangeKind.DELETE,
+    "move": ChangeKind.RENAME,
+    "put_directory": ChangeKind.MKDIR,
+    "delete_directory": ChangeKind.RMDIR,
+}
+
+
+class WhenStored(Protocol):
+    """Calls back once the store has every pending change of some keys (:meth:`WriteBack.when_stored`)."""
+
+    def __call__(self, keys: Sequence[str], callback: Callable[[], None], *, below: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,10 @@ class CacheCallbacks:
     root); ``invalidate_kernel(path)`` makes the kernel forget a path's attributes and
     pages (``/a/b``); ``forget_everything()`` drops every cache the mount keeps;
     ``forget_tree(directory_key)``, where given, drops every entry below a directory
-    (else a directory rename or removal calls ``forget_everything``).
+    (else a directory rename or removal calls ``forget_everything``);
+    ``learn_file(key, size, mtime)``, where given, takes a written file's new attributes
+    from the message, in place of its cached entry (and of a cached copy of it), so that
+    showing the change costs no request for them.
     """
 
     forget_entry: Callable[[str], None]
@@ -72,6 +93,7 @@ class CacheCallbacks:
     invalidate_kernel: Callable[[str], None]
     forget_everything: Callable[[], None]
     forget_tree: Callable[[str], None] | None = None
+    learn_file: Callable[[str, int, float], None] | None = None
 
 
 def key_path(key: str) -> str:
@@ -94,12 +116,28 @@ class MountCoordination:
     :meth:`start` subscribes, :meth:`stop` ends it; :meth:`publish` announces the
     mount's own change after it reached the store. Callback failures are logged, never
     raised into the listener.
+
+    *when_stored* is a write-back mount's
+    :meth:`WriteBack.when_stored <kvfs.mount.writeback.WriteBack.when_stored>`: the
+    mount's store then takes a change when it is journaled, and its announcement waits
+    until the upload (or delete, or move) reached the real store.
     """
 
-    def __init__(self, coordinator: Coordinator, store_url: str, callbacks: CacheCallbacks) -> None:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        store_url: str,
+        callbacks: CacheCallbacks,
+        when_stored: WhenStored | None = None,
+    ) -> None:
         self.coordinator = coordinator
         self.channel = channel_for(store_url)
         self.callbacks = callbacks
+        self._when_stored = when_stored
+        # The sender of the last change of each key, heard or made here: a written
+        # file's attributes are taken from a message only when its sender also made the
+        # key's previous change (two hosts writing one file at once: the store decides).
+        self._writers: dict[str, str] = {}
         self._subscription: Subscription | None = None
         self.changes_applied = 0
         self.resets = 0
@@ -115,9 +153,49 @@ class MountCoordination:
             self._subscription.cancel()
             self._subscription = None
 
-    def publish(self, kind: ChangeKind | str, keys: Sequence[str], *, directory: bool = False) -> bool:
-        """Announce the mount's own change of *keys* (after it reached the store)."""
-        return self.coordinator.publish(self.channel, kind, keys, directory=directory)
+    def publish(
+        self,
+        kind: ChangeKind | str,
+        keys: Sequence[str],
+        *,
+        directory: bool = False,
+        size: int | None = None,
+        mtime: float | None = None,
+    ) -> bool:
+        """Announce the mount's own change of *keys*, once it reached the store.
+
+        *size* and *mtime*: a written regular file's new attributes, as the mount shows
+        them (see :meth:`Coordinator.publish <kvfs.coordination.Coordinator.publish>`).
+        Without *when_stored* the change is in the store already: the message goes now,
+        and the result is whether it was sent. With it, the message goes once every
+        change of *keys* pending now (and with *directory* or ``rmdir``, of the keys
+        below them) is stored, from the upload worker that stored the last, without
+        attributes (a later write may replace the upload); the result is True
+        (announced, or to be announced).
+        """
+        kind = ChangeKind(kind)
+        for key in keys:
+            self._writer_changed(key, self.coordinator.sender)
+        if self._when_stored is None:
+            return self.coordinator.publish(self.channel, kind, keys, directory=directory, size=size, mtime=mtime)
+        keys = tuple(keys)
+
+        def announce() -> None:
+            self.coordinator.publish(self.channel, kind, keys, directory=directory)
+
+        self._when_stored(keys, announce, below=directory or kind is ChangeKind.RMDIR)
+        return True
+
+    def announce_journaled(self, changes: Iterable[Any]) -> None:
+        """Announce write-back journal changes (an earlier mount's, replayed), each once stored.
+
+        *changes* are :class:`kvfs.mount.journal.Change` objects; a move is announced
+        as a rename of its source to its key. Kinds the journal does not know are skipped.
+        """
+        for change in changes:
+            kind = _JOURNAL_KINDS.get(change.kind)
+            if kind is not None:
+                self.publish(kind, change.keys if kind is ChangeKind.RENAME else (change.key,))
 
     def status(self) -> CoordinatorStatus:
         return self.coordinator.status()
@@ -146,7 +224,16 @@ class MountCoordination:
         if change.sender == self.coordinator.sender or change.channel != self.channel:
             return
         tree = change.directory or change.kind is ChangeKind.RMDIR
-        if tree and self.callbacks.forget_tree is None:
+        learn = self.callbacks.learn_file
+        same_writer = all([self._writer_changed(key, change.sender) for key in change.keys])
+        attributes = change.size is not None and change.mtime is not None and len(change.keys) == 1
+        if learn is not None and attributes and same_writer:
+            # A written file whose attributes came along: no listing to drop, nothing to ask.
+            key = change.keys[0]
+            self._call(learn, key, change.size, change.mtime)
+            self._call(self.callbacks.invalidate_kernel, key_path(key))
+            self._call(self.callbacks.invalidate_kernel, key_path(_parent(key)))
+        elif tree and self.callbacks.forget_tree is None:
             self._call(self.callbacks.forget_everything)
             for key in change.keys:
                 self._forget_key(key, directory=True)
@@ -157,6 +244,14 @@ class MountCoordination:
                 directory = tree or change.kind in (ChangeKind.MKDIR, ChangeKind.RMDIR)
                 self._forget_key(key, directory=directory)
         self.changes_applied += 1
+
+    def _writer_changed(self, key: str, sender: str) -> bool:
+        """Note *sender* as *key*'s last writer; whether it was the last one before too (or none was known)."""
+        if len(self._writers) >= _WRITERS_LIMIT:
+            self._writers.clear()
+        previous = self._writers.get(key)
+        self._writers[key] = sender
+        return previous is None or previous == sender
 
     def missed(self) -> None:
         """The coordinator reconnected: changes may have been lost, so forget everything."""

@@ -246,7 +246,7 @@ def _serve(
         operations: KvfsOperations = CoordinatedOperations(store, options, ready)
     else:
         operations = KvfsOperations(store, options, ready)  # locks stay the kernel's
-    coordination = _coordination(operations, options)
+    coordination = _coordination(operations, options, queue)
 
     def status() -> dict[str, Any]:
         answer = {"mountpoint": path, "store": name, "pid": os.getpid(), **operations.status()}
@@ -288,11 +288,12 @@ def _serve(
             coordination.coordinator.close()
 
 
-def _coordination(operations: Any, options: MountOptions) -> Any:
+def _coordination(operations: Any, options: MountOptions, queue: Any = None) -> Any:
     """Join the coordination engine of ``options.coordinate`` (None without one).
 
     Subscribing does not wait for the engine: an unreachable one is logged and
-    retried by the coordinator, and the mount lives on its timeouts meanwhile.
+    retried by the coordinator, and the mount lives on its timeouts meanwhile. With a
+    write-back *queue*, changes are announced once uploaded, not when journaled.
     """
     if not options.coordinate:
         return None
@@ -305,9 +306,12 @@ def _coordination(operations: Any, options: MountOptions) -> Any:
         coordinator = open_coordinator(options.coordinate)
     except ValueError as error:
         raise MountError(errno.EINVAL, str(error)) from None
-    coordination = MountCoordination(coordinator, options.coordinate_store, operations.cache_callbacks())
+    when_stored = None if queue is None else queue.when_stored
+    coordination = MountCoordination(coordinator, options.coordinate_store, operations.cache_callbacks(), when_stored)
     coordination.start()
     operations.coordination = coordination
+    if queue is not None:
+        coordination.announce_journaled(queue.replayed)  # an earlier mount left them unannounced
     return coordination
 
 

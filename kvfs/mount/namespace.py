@@ -657,6 +657,29 @@ class Namespace:
             self._shown.pop(key, None)
         self.read_cache.drop(key)
 
+    def learn_file(self, key: str, size: int, mtime: float) -> None:
+        """Another host stored *size* bytes under *key* (a regular file), shown with *mtime*.
+
+        The entry (and its line in the parent's cached listing) takes them in place of
+        a request; the version shown and the read-cache copy go, as in
+        :meth:`forget_cached`. A name that was something else, or a new name on a store
+        that keeps modes, is forgotten instead (the store says what it is).
+        """
+        known, previous = self.meta.lookup(key)
+        if previous is not None and (previous.is_dir or previous.kind is not None):
+            known = False
+        elif previous is None and self.keeps_metadata:
+            known = False
+        if not known:
+            self.forget_cached(key)
+            self.forget_cached_listing(parent_key(key))
+            return
+        entry = Entry(False, size, mtime) if previous is None else replace(previous, size=size, mtime=mtime)
+        self.meta.set(key, entry)
+        with self._lock:
+            self._shown.pop(key, None)
+        self.read_cache.drop(key)
+
     def forget_cached_listing(self, directory: str) -> None:
         """Another host changed a name in *directory*: drop its cached listing."""
         self.meta.drop_listing(directory)

@@ -128,7 +128,9 @@ class KvfsOperations(mfusepy.Operations):
             timeout = float(self.options.attr_timeout)
             config.entry_timeout = timeout
             config.attr_timeout = timeout
-            config.negative_timeout = timeout
+            # A coordinated mount cannot drop a name's negative entry when another host
+            # makes the name (see coordination.KernelInvalidator): none is kept.
+            config.negative_timeout = 0 if self.coordination is not None else timeout
             config.nullpath_ok = 1  # handle operations are served from the handle
             # hard_remove stays off: libfuse then renames an open file that is unlinked
             # to a hidden name (see rename), so fstat on it still has a path to ask for.
@@ -166,12 +168,23 @@ class KvfsOperations(mfusepy.Operations):
             invalidate_kernel=self.kernel.invalidate,
             forget_everything=self.names.forget_all_cached,
             forget_tree=self.names.forget_cached_tree,
+            learn_file=self.names.learn_file,
         )
 
     def _publish(self, kind: ChangeKind, *keys: str, directory: bool = False) -> None:
         """Tell the other coordinated mounts of a change that reached the store."""
         if self.coordination is not None:
             self.coordination.publish(kind, keys, directory=directory)
+
+    def _publish_stored(self, key: str) -> None:
+        """Announce the regular file *key* the mount just stored, with the size and time it shows."""
+        if self.coordination is None:
+            return
+        _, entry = self.names.meta.lookup(key)
+        if entry is None or entry.is_dir or entry.kind is not None or entry.mtime is None:
+            self.coordination.publish(ChangeKind.WRITE, (key,))
+        else:
+            self.coordination.publish(ChangeKind.WRITE, (key,), size=entry.size, mtime=entry.mtime)
 
     def _writable(self) -> None:
         if self.read_only:
@@ -498,7 +511,7 @@ class KvfsOperations(mfusepy.Operations):
         self.store.put(key, data + bytes(length - len(data)))
         self.names.modified(key)
         self.names.stored(key, length, started)
-        self._publish(ChangeKind.WRITE, key)
+        self._publish_stored(key)
         return 0
 
     def _upload(self, file: OpenFile) -> None:
@@ -508,7 +521,7 @@ class KvfsOperations(mfusepy.Operations):
             if upload is None:
                 return
             self.names.stored(upload.key, upload.size, upload.started)
-            self._publish(ChangeKind.WRITE, upload.key)
+            self._publish_stored(upload.key)
             if self.names.read_cache.enabled and not upload.committed:
                 # Now, not at release: the kernel sends RELEASE after close() returns, and
                 # the next open may come first.

@@ -17,7 +17,9 @@ Along the way:
   mount lives, logged with its key, and listed by :meth:`WriteBack.status`; the journal
   keeps it for the next mount;
 * :meth:`resolve` says where a key's content is while changes are pending (the journal,
-  another key of the store, or nowhere), so the mount shows the pending state at once.
+  another key of the store, or nowhere), so the mount shows the pending state at once;
+* :meth:`when_stored` calls back once the store has what is pending for some keys (a
+  coordinated mount announces its changes to other hosts then, not when journaled).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -69,8 +71,18 @@ class _Pending:
     attempts: int = 0
     error: BaseException | None = None
     retry_at: float = 0.0
+    #: Callbacks of :meth:`WriteBack.when_stored` waiting for this change, among others.
+    announcements: list[_Announcement] = field(default_factory=list)
 
     __hash__ = object.__hash__
+
+
+@dataclass(eq=False)
+class _Announcement:
+    """A :meth:`WriteBack.when_stored` callback and the pending changes it still waits for."""
+
+    callback: Callable[[], None]
+    waits_for: set[_Pending]
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,8 @@ class WriteBack:
         self._batched = {"delete": 0} | ({"move": 0} if store.supports_server_copy else {})
         self.stored = 0  # changes the store has, since the mount started
         replayed = journal.pending()
+        #: The changes an earlier mount left in the journal, queued first.
+        self.replayed: list[Change] = list(replayed)
         with self._lock:
             for change in replayed:
                 self._enqueue(change)
@@ -207,6 +221,11 @@ class WriteBack:
             before.waiting.discard(earlier)
             before.waiting.add(replacement)
             replacement.waits_for.add(before)
+        for announcement in earlier.announcements:  # they wait for what replaces it
+            announcement.waits_for.discard(earlier)
+            announcement.waits_for.add(replacement)
+            replacement.announcements.append(announcement)
+        earlier.announcements = []
         earlier.state = "done"
         self._all.discard(earlier)
         try:
@@ -263,6 +282,28 @@ class WriteBack:
         return self.journal.read_content(change, offset, length)
 
     # ------------------------------------------------------------------ waiting
+
+    def when_stored(self, keys: Sequence[str], callback: Callable[[], None], *, below: bool = False) -> None:
+        """Call *callback* once the store has every change now pending that touches *keys*.
+
+        With *below*, changes of the keys below them (``key/...``) count too (a directory's
+        rename or removal). The call comes at once when nothing is pending, else from the
+        worker that stored the last of them (a change replaced before it started hands the
+        wait on to its replacement; a failing one is waited for through its retries).
+        Changes still pending when the mount stops never call back. Exceptions of
+        *callback* are logged, not raised.
+        """
+        with self._lock:
+            waits_for = {self._latest[key] for key in keys if key in self._latest}
+            if below:
+                prefixes = tuple(key + "/" for key in keys)
+                waits_for.update(p for p in self._all if any(k.startswith(prefixes) for k in p.change.keys))
+            if waits_for:
+                announcement = _Announcement(callback, waits_for)
+                for pending in waits_for:
+                    pending.announcements.append(announcement)
+                return
+        _call_back(callback)
 
     def wait(self, key: str, timeout: float | None = None) -> None:
         """Wait until no change of *key* is pending (fsync). Raises :class:`WriteBackError`
@@ -447,6 +488,7 @@ class WriteBack:
     def _done(self, batch: list[_Pending]) -> None:
         for pending in batch:
             self.journal.complete(pending.change)
+        announced: list[Callable[[], None]] = []
         with self._lock:
             for pending in batch:
                 if pending.attempts:
@@ -463,7 +505,14 @@ class WriteBack:
                     waiting.waits_for.discard(pending)
                     if not waiting.waits_for and waiting.state == "queued" and waiting not in self._retrying:
                         self._ready.append(waiting)
+                for announcement in pending.announcements:
+                    announcement.waits_for.discard(pending)
+                    if not announcement.waits_for:
+                        announced.append(announcement.callback)
+                pending.announcements = []
             self._lock.notify_all()
+        for callback in announced:
+            _call_back(callback)
         if self._on_stored is not None:
             for pending in batch:
                 self._on_stored(pending.change)
@@ -481,6 +530,13 @@ class WriteBack:
                 pending.retry_at = time.monotonic() + delay
                 self._retrying.append(pending)
             self._lock.notify_all()
+
+
+def _call_back(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("write-back: a stored-change callback failed")
 
 
 __all__ = ["WriteBack", "WriteBackError", "Content", "DEFAULT_TRANSFERS", "RETRY_DELAYS"]
