@@ -26,7 +26,7 @@ from cli_support import kvfs_command
 from mount_support import require_fuse
 from servers import redis_url, require_server, start_service, stop_service
 from kvfs.mount.locks import lease_mode, set_range
-from test_mount_many_hosts import WAIT, Hosts, engine, eventually, hosts, store_url  # noqa: F401 - fixtures
+from test_mount_many_hosts import WAIT, Hosts, bucket, engine, eventually, hosts, store_url  # noqa: F401 - fixtures
 
 STEP = 30  # seconds any one subprocess call may take
 
