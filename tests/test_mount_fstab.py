@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from mount_support import require_fuse
 
-from kvfs.cli.mount_helper import main, read_credentials, translate
+from kvfs.cli.mount_helper import HelperError, main, read_credentials, translate
 from kvfs.crypt import HMACDecorator
 from kvfs.fs import FilesystemStore
 from kvfs.mount.mounter import is_mounted
@@ -39,6 +39,23 @@ def test_underscores_and_ro_are_understood() -> None:
     arguments, credentials = translate(["ro", "read_cache_size=0", "attr_timeout=5", "credentials=/etc/kvfs/s3.env"])
     assert arguments == ["--read-only", "--read-cache-size", "0", "--attr-timeout", "5"]
     assert credentials == "/etc/kvfs/s3.env"
+
+
+def test_every_kvfs_mount_option_is_an_fstab_option() -> None:
+    options = ["write_back", "transfers=16", "coordinate=redis://127.0.0.1:6379/0", "lock-lifetime=10", "no_check"]
+    arguments, _ = translate(options)
+    assert arguments == [
+        "--write-back",
+        "--transfers",
+        "16",
+        "--coordinate",
+        "redis://127.0.0.1:6379/0",
+        "--lock-lifetime",
+        "10",
+        "--no-check",
+    ]
+    with pytest.raises(HelperError, match="unknown mount option 'foreground'"):
+        translate(["foreground"])  # the helper always mounts in the background
 
 
 def test_an_unknown_option_is_refused_unless_sloppy(capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,16 +32,33 @@ GENERIC_OPTIONS = frozenset(
         "lazytime", "nolazytime", "diratime", "nodiratime", "silent", "loud",
     }
 )
-#: Options that take a value, with the ``kvfs mount`` option each becomes.
-VALUE_OPTIONS = {
-    name: f"--{name}"
-    for name in (
-        "uid", "gid", "umask", "attr-timeout", "listing-timeout", "cache-size",
-        "read-cache-size", "cache-dir", "log-level", "log-file",
-    )
-}
-#: Options without a value, with the ``kvfs mount`` option each becomes.
-FLAG_OPTIONS = {"ro": "--read-only", "read-only": "--read-only", "allow-other": "--allow-other"}
+#: ``kvfs mount`` options that make no sense on an fstab line (the helper runs the mount
+#: in the background and prints nothing).
+_NOT_FROM_FSTAB = frozenset({"foreground", "help"})
+
+
+def _mount_options() -> tuple[dict[str, str], dict[str, str]]:
+    """``kvfs mount``'s options by fstab name: those taking a value, and the flags.
+
+    Read from the command itself, so every option it gains is accepted here too.
+    """
+    from .mount import mount
+
+    values: dict[str, str] = {}
+    flags: dict[str, str] = {"ro": "--read-only"}
+    for parameter in mount.params:
+        if not isinstance(parameter, click.Option):
+            continue
+        for spelling in parameter.opts:
+            name = spelling.lstrip("-")
+            if not spelling.startswith("--") or name in _NOT_FROM_FSTAB:
+                continue
+            (flags if parameter.is_flag else values)[name] = spelling
+    return values, flags
+
+
+#: Options that take a value, and options without one, with the ``kvfs mount`` option each becomes.
+VALUE_OPTIONS, FLAG_OPTIONS = _mount_options()
 
 
 class HelperError(Exception):
