@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from ..store import KeyValueStore
+from ..store import KeyValueStore, Metadata
 from .metadata import Shown
 from .readcache import CachedValue
 
@@ -133,28 +133,28 @@ class StagedData:
             os.ftruncate(self._fd, length)
         self.size = length
 
-    def upload(self, store: KeyValueStore, key: str) -> bool:
-        """Store the whole content under *key* (one put; raises what the store raises).
+    def upload(self, store: KeyValueStore, key: str, metadata: Metadata | None = None) -> bool:
+        """Store the whole content under *key* (one put, with *metadata*; raises what the store raises).
 
         Returns True when the store's staging file was committed: it is the stored value
         now, and this object is released (the caller drops it). Returns False when the
         content was copied into the store and this object stays usable.
         """
         if self._staged_file is not None:
-            store.commit_staging_file(key, self._staged_file)  # closes the file
+            store.commit_staging_file(key, self._staged_file, metadata=metadata)  # closes the file
             self._staged_file, self._fd = None, -1
             self.release()
             return True
         if self._memory is not None:
             if len(self._memory) <= _COPY_LIMIT:
-                store.put(key, bytes(self._memory))
+                store.put(key, bytes(self._memory), metadata=metadata)
             else:  # streamed from the buffer: no second copy of a large value
                 with memoryview(self._memory) as view:
-                    store.put_file(key, io.BufferedReader(_ViewReader(view), CHUNK))
+                    store.put_file(key, io.BufferedReader(_ViewReader(view), CHUNK), metadata=metadata)
         else:
             # A file name lets a store copy in the kernel (FilesystemStore); the
             # temporary file has no name of its own any more, so use its descriptor's.
-            store.put_file(key, f"/proc/self/fd/{self._fd}")
+            store.put_file(key, f"/proc/self/fd/{self._fd}", metadata=metadata)
         return False
 
     def share_for_cache(self, memory_limit: int) -> bytes | int | None:

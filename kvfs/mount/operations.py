@@ -495,19 +495,21 @@ class KvfsOperations(mfusepy.Operations):
         # No open file: change the stored value directly, fetching only what is kept.
         started = time.time()
         data = self.store.get_range(key, 0, length) if length else b""
-        self.store.put(key, data + bytes(length - len(data)))
+        metadata = self.names.upload_metadata(key)
+        self.store.put(key, data + bytes(length - len(data)), metadata=metadata)
         self.names.modified(key)
-        self.names.stored(key, length, started)
+        self.names.stored(key, length, started, metadata=metadata)
         self._publish(ChangeKind.WRITE, key)
         return 0
 
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; raises what the store raises, keeping the copy."""
         with file.lock:
-            upload = self.files.upload(file)
+            metadata = self.names.upload_metadata(file.key) if file.key is not None and file.dirty else None
+            upload = self.files.upload(file, metadata)
             if upload is None:
                 return
-            self.names.stored(upload.key, upload.size, upload.started)
+            self.names.stored(upload.key, upload.size, upload.started, metadata=metadata)
             self._publish(ChangeKind.WRITE, upload.key)
             if self.names.read_cache.enabled and not upload.committed:
                 # Now, not at release: the kernel sends RELEASE after close() returns, and
