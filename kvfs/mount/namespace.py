@@ -115,6 +115,8 @@ class Namespace:
         self.metadata_in_uploads = keeps_metadata and store.metadata_with_writes
         # A HEAD per listed file where listings carry no metadata (S3), if asked for.
         self.metadata_heads = keeps_metadata and options.metadata_heads and not store.listing_has_metadata
+        # Whether a listing tells the metadata kept again (else the mount remembers its changes).
+        self.listing_shows_metadata = store.listing_has_metadata or self.metadata_heads
         self.meta = MetadataCache(options.attr_timeout, options.listing_timeout)
         self.overrides = AttributeOverrides()
         # Local copies of values, where fetching one again is a download.
@@ -402,8 +404,15 @@ class Namespace:
         file = self.files.get(key)
         waiting = file is not None and (file.dirty or not file.exists)
         self.changed(key)
-        if not self.keeps_metadata or waiting or not key or entry.kind is not None:
-            # In memory: the top directory, links (whose value is not the link) and specials.
+        if (
+            not self.keeps_metadata
+            or waiting
+            or not key
+            or entry.kind is not None
+            or (entry.is_dir and self.metadata_in_uploads)
+        ):
+            # In memory: the top directory, links (whose value is not the link) and specials,
+            # and directories on object stores (whose listings do not show their markers' metadata).
             self.overrides.update(key, **changes)
             return
         try:
@@ -416,6 +425,11 @@ class Namespace:
             if error.errno in (errno.EPERM, errno.EACCES):
                 raise FuseOSError(error.errno) from None  # say, a new owner where the mount is not root
             raise
+        if not self.listing_shows_metadata:
+            # Kept by the store for the next mount, shown from memory in this one: its
+            # listings will not say it again (S3 without metadata_heads).
+            self.overrides.update(key, **changes)
+            return
         # The store shows the change from now on; the atime only the mount remembers.
         superseded = {name: None for name in changes if name != "atime_ns"}
         if self.overrides.get(key) is not None and superseded:
@@ -534,7 +548,7 @@ class Namespace:
         if metadata is None:
             return entry
         waiting = self.overrides.get(key)
-        if waiting is not None:
+        if waiting is not None and self.listing_shows_metadata:  # else shown from memory, as after a chmod
             carried = {"mode": metadata.mode, "uid": metadata.uid, "gid": metadata.gid}
             done = {name: None for name, value in carried.items() if value is not None and getattr(waiting, name) == value}
             if metadata.mtime is not None and waiting.mtime_ns is not None:
