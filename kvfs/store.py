@@ -150,6 +150,7 @@ HOOKS: dict[str, Hook] = {
     "_has_key": Hook("__contains__"),
     "_get": Hook("get"),
     "_open": Hook("open"),
+    "_open_with_info": Hook("open_with_info", forwarded=False),
     "_get_file": Hook("get_file", ("key", "")),
     "_get_filename": Hook("get_file", ("key", "")),
     "_put": Hook("put", ("key", ""), "key", writes=True),
@@ -450,6 +451,17 @@ class KeyValueStore:
         """
         self._check_valid_key(key)
         return self._open(key)
+
+    def open_with_info(self, key: str) -> tuple[IO[bytes], KeyInfo | None]:
+        """:meth:`open` *key*, and what the request that opened it told of the value.
+
+        The :class:`KeyInfo` (size, mtime, and the mode and owner where the store keeps
+        them) comes at no extra request where the backend's answer carries it (S3's
+        ``GET``); None elsewhere. Raises what :meth:`open` raises. Decorators give None
+        (their values may differ from the wrapped store's).
+        """
+        self._check_valid_key(key)
+        return self._open_with_info(key)
 
     def put(self, key: str, data: bytes, *, metadata: Metadata | None = None) -> str:
         """Store *data* (bytes) under *key* and return the key.
@@ -799,6 +811,9 @@ class KeyValueStore:
     def _get(self, key: str) -> bytes:
         with self._open(key) as file:
             return file.read()
+
+    def _open_with_info(self, key: str) -> tuple[IO[bytes], KeyInfo | None]:
+        return self._open(key), None
 
     def _get_file(self, key: str, file: IO[bytes]) -> None:
         with self._open(key) as source:

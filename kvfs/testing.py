@@ -239,6 +239,7 @@ def _key_calls(
     calls: dict[str, Callable[[Any], object]] = {
         "get": lambda key: store.get(key),
         "open": lambda key: store.open(key),
+        "open_with_info": lambda key: store.open_with_info(key),
         "get_file(file)": lambda key: store.get_file(key, io.BytesIO()),
         "get_file(name)": lambda key: store.get_file(key, str(target)),
         "__contains__": lambda key: key in store,
@@ -1066,6 +1067,18 @@ class StoreContract:
         info = store.stat("k")
         assert info.mode == 0o644 and info.last_modified == 1_600_000_000
         assert store.get("k") == b"two"
+
+    def test_open_with_info(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("k", b"value")
+        file, info = store.open_with_info("k")
+        with file:
+            assert file.read() == b"value"
+        assert info is None or (info.key, info.size, info.is_prefix) == ("k", 5, False), info
+        if info is not None and store.keeps_metadata:
+            assert (info.mode, info.uid, info.gid) == (lambda s: (s.mode, s.uid, s.gid))(store.stat("k"))
+        with pytest.raises(KeyError):
+            store.open_with_info("missing")
 
     def test_metadata_ignored_where_not_kept(self, store: KeyValueStore) -> None:
         _require_writes(store)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from mount_support import make_store, mount_store
 
-from kvfs.store import KeyValueStore
+from kvfs.store import KeyValueStore, Metadata
 
 LONG = 60.0
 #: A time with nanoseconds just below the next second: must not show as the next second.
@@ -138,6 +138,20 @@ def test_the_upload_carries_the_metadata_at_no_extra_request(s3, tmp_path: pathl
             os.close(descriptor)
         assert dict(requests) == {"PutObject": 5}
     assert store.stat("d/f4").mode == 0o640
+
+
+def test_an_append_keeps_the_mode_the_download_told_at_no_extra_request(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    store.put("log", b"one\n", metadata=Metadata(mode=0o600, uid=1234, gid=5678, mtime=1_000_000_000))
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+        os.listdir(mnt)  # S3 listings carry no metadata: the defaults show
+        requests.clear()
+        with open(mnt / "log", "ab") as log:
+            log.write(b"two\n")
+        assert dict(requests) == {"GetObject": 1, "PutObject": 1}
+    info = store.stat("log")
+    assert (info.mode, info.uid, info.gid) == (0o600, 1234, 5678)  # kept; the mtime is the write's
+    assert store.get("log") == b"one\ntwo\n"
 
 
 def test_metadata_heads_cost_one_head_per_listed_file(s3, tmp_path: pathlib.Path) -> None:

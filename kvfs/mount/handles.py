@@ -19,13 +19,14 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import IO
 
-from ..store import KeyValueStore, Metadata
+from ..store import KeyInfo, KeyValueStore, Metadata
 from .metadata import Shown
 from .readcache import CachedValue
 
@@ -295,6 +296,9 @@ class OpenFile:
         #: ``> file`` flushes the new file before the first write): if a write fails, the
         #: key is removed again, as if the file had never been made.
         self.placeholder = not exists
+        #: What the download of the stored value told of it (its mode and owner where
+        #: the store's listings do not say them: S3), None if nothing.
+        self.loaded: KeyInfo | None = None
         #: The errno of a write or truncate that failed: the staged copy may miss what
         #: was written, so it is never uploaded (flush, fsync and close report this
         #: errno) until a truncate to zero starts the content anew. None: no failure.
@@ -321,6 +325,11 @@ class OpenFile:
                     if load and self.exists and self.key is not None and self.size > 0:
                         if local_copy is not None:
                             _load_local_copy(staged, local_copy)
+                        elif store.keeps_metadata and not store.listing_has_metadata:
+                            # The GET's answer says the mode and owner the upload must keep.
+                            source, self.loaded = store.open_with_info(self.key)
+                            with source:
+                                shutil.copyfileobj(source, _StagedWriter(staged), CHUNK)
                         else:
                             store.get_file(self.key, _StagedWriter(staged))
                 except BaseException:

@@ -182,6 +182,9 @@ class Namespace:
         if file is not None:
             if entry is None or entry.is_dir:
                 return Entry(False, file.size)
+            if entry.mode is None and file.loaded is not None and file.loaded.mode is not None:
+                loaded = file.loaded  # the download said what the listing did not (S3)
+                return Entry(False, file.size, entry.mtime, loaded.mode, loaded.uid, loaded.gid)
             return Entry(False, file.size, entry.mtime, entry.mode, entry.uid, entry.gid)
         if known and entry is not None and (entry.is_dir or entry.size is not None):
             return entry
@@ -488,12 +491,13 @@ class Namespace:
 
     # ================================================================== the mount's changes
 
-    def upload_metadata(self, key: str) -> Metadata | None:
+    def upload_metadata(self, key: str, loaded: KeyInfo | None = None) -> Metadata | None:
         """What the upload of *key* carries on a store that writes metadata with values.
 
-        The mode and owner it had (where the mount knows them) and what waits for the
-        upload (a new file's mode and owner, a chmod, chown or utimens meanwhile); None
-        where the store takes none, or nothing is known.
+        The mode and owner it had (where the mount knows them: from a listing, or the
+        download of the value, *loaded*) and what waits for the upload (a new file's mode
+        and owner, a chmod, chown or utimens meanwhile); None where the store takes none,
+        or nothing is known.
         """
         if not self.metadata_in_uploads:
             return None
@@ -501,6 +505,8 @@ class Namespace:
         fields: dict[str, Any] = {}
         if previous is not None and not previous.is_dir and previous.kind is None:
             fields = {"mode": previous.mode, "uid": previous.uid, "gid": previous.gid}
+        if loaded is not None and fields.get("mode") is None:
+            fields = {"mode": loaded.mode, "uid": loaded.uid, "gid": loaded.gid}
         waiting = self.overrides.get(key)
         if waiting is not None:
             for name in ("mode", "uid", "gid"):

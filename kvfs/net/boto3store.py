@@ -364,10 +364,14 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
         return True
 
     def _stat(self, key: str) -> KeyInfo:
-        head = self._head(key)
-        kept = parse_metadata(head.get("Metadata"))
-        mtime = head["LastModified"].timestamp() if kept.mtime is None else kept.mtime
-        return KeyInfo(key, head["ContentLength"], mtime, mode=kept.mode, uid=kept.uid, gid=kept.gid)
+        return self._info(key, self._head(key))
+
+    @staticmethod
+    def _info(key: str, answer: dict[str, Any]) -> KeyInfo:
+        """What a HEAD's or GET's *answer* says of *key*: size, mtime (the kept one first), metadata."""
+        kept = parse_metadata(answer.get("Metadata"))
+        mtime = answer["LastModified"].timestamp() if kept.mtime is None else kept.mtime
+        return KeyInfo(key, answer["ContentLength"], mtime, mode=kept.mode, uid=kept.uid, gid=kept.gid)
 
     def _upload_args(self, metadata: Metadata | None, *, directory: bool = False) -> dict[str, Any]:
         """The write arguments, with *metadata* among the object's user metadata."""
@@ -431,6 +435,10 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             return body.read()
 
     def _open(self, key: str) -> IO[bytes]:
+        return self._open_with_info(key)[0]
+
+    def _open_with_info(self, key: str) -> tuple[IO[bytes], KeyInfo | None]:
+        # The GET's answer carries what a HEAD would: size, time and user metadata.
         first = self._get_object(key)
         etag = first["ETag"]
 
@@ -439,9 +447,8 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             response = self._get_object(key, Range=f"bytes={position}-", IfMatch=etag)
             return response["Body"]
 
-        return open_streamed(
-            first["ContentLength"], open_at, first_stream=first["Body"], errors=_errors
-        )
+        opened = open_streamed(first["ContentLength"], open_at, first_stream=first["Body"], errors=_errors)
+        return opened, self._info(key, first)
 
     def _get_range(self, key: str, start: int, length: int) -> bytes:
         with _errors(key):
