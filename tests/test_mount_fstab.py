@@ -41,6 +41,10 @@ def test_underscores_and_ro_are_understood() -> None:
     assert credentials == "/etc/kvfs/s3.env"
 
 
+def test_metadata_heads_is_a_flag() -> None:
+    assert translate(["metadata_heads", "ro"]) == (["--metadata-heads", "--read-only"], None)
+
+
 def test_an_unknown_option_is_refused_unless_sloppy(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["/srv/store", "/mnt/x", "-o", "rw,colour=blue"]) == 1
     assert "unknown mount option 'colour=blue'" in capsys.readouterr().err

@@ -70,6 +70,14 @@ def test_a_new_file_gets_its_creators_mode_and_owner(store: KeyValueStore, tmp_p
         assert stat.S_IMODE((mnt / "new").stat().st_mode) == 0o604
 
 
+def test_mknod_of_a_file_keeps_its_mode(store: KeyValueStore, tmp_path: pathlib.Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    with mount_store(store, tmp_path / "mnt", umask=0) as mnt:
+        os.mknod(mnt / "node", stat.S_IFREG | 0o612)
+    assert store.stat("node").mode == 0o612 & ~umask  # the kernel applies the caller's umask
+
+
 def test_writing_a_file_again_keeps_its_mode(store: KeyValueStore, tmp_path: pathlib.Path) -> None:
     with mount_store(store, tmp_path / "mnt") as mnt:
         (mnt / "f").write_bytes(b"one")

@@ -41,7 +41,12 @@ VALUE_OPTIONS = {
     )
 }
 #: Options without a value, with the ``kvfs mount`` option each becomes.
-FLAG_OPTIONS = {"ro": "--read-only", "read-only": "--read-only", "allow-other": "--allow-other"}
+FLAG_OPTIONS = {
+    "ro": "--read-only",
+    "read-only": "--read-only",
+    "allow-other": "--allow-other",
+    "metadata-heads": "--metadata-heads",
+}
 
 
 class HelperError(Exception):

@@ -518,6 +518,13 @@ class Namespace:
             return None
         return Metadata(**fields)
 
+    def creation_metadata(self, mode: int) -> Metadata | None:
+        """What the upload of a file made now with *mode* carries: the creator's mode and owner."""
+        if not self.metadata_in_uploads:
+            return None
+        uid, gid, _ = mfusepy.fuse_get_context()
+        return Metadata(mode=stat.S_IMODE(mode), uid=uid, gid=gid)
+
     def stored(
         self, key: str, size: int, started: float, mtime: float | None = None, metadata: Metadata | None = None
     ) -> None:

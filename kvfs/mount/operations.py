@@ -769,9 +769,10 @@ class KvfsOperations(mfusepy.Operations):
             self.names.added(key, Entry(False, 0, time.time(), stat.S_IMODE(mode), kind=kind, rdev=rdev))
             return 0
         started = time.time()
-        self.store.put(key, b"")
+        metadata = self.names.creation_metadata(mode)
+        self.store.put(key, b"", metadata=metadata)
         self.names.created(key, mode)
-        self.names.stored(key, 0, started)
+        self.names.stored(key, 0, started, metadata=metadata)
         return 0
 
 
