@@ -1008,6 +1008,14 @@ class StoreContract:
         assert info.mode == 0o604 and abs(info.last_modified - 1_000_000_000.5) < 1e-3  # type: ignore[operator]
         assert store.get("d/k") == b"value"
 
+    def test_set_metadata_keeps_the_mtime(self, store: KeyValueStore) -> None:
+        _require_metadata(store)
+        store.put("k", b"x")
+        before = store.stat("k").last_modified
+        time.sleep(1.1)  # object stores' times are whole seconds: a change would show
+        store.set_metadata("k", mode=0o600)
+        assert store.stat("k").last_modified == before
+
     def test_set_metadata_owner(self, store: KeyValueStore) -> None:
         _require_metadata(store)
         store.put("k", b"x")

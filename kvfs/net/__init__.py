@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import re
 import stat
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -112,14 +113,24 @@ def _time(text: str | None) -> float | None:
     try:
         value = float(Decimal(text))
     except (InvalidOperation, ValueError):
-        try:
-            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return moment.timestamp()
+        return _rfc3339_seconds(text)
     return value if value == value and abs(value) != float("inf") else None
+
+
+def _rfc3339_seconds(text: str) -> float | None:
+    # datetime keeps microseconds only: the fraction is added with all its digits.
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    try:
+        moment = datetime.datetime.fromisoformat(whole + ("+00:00" if zone in ("Z", "z") else zone))
+    except ValueError:
+        return None
+    return float(Decimal(int(moment.timestamp())) + Decimal("0." + (fraction or "0")))
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)")
 
 
 class _StreamedValue(io.RawIOBase):

@@ -406,6 +406,9 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             except KeyNotFoundError:
                 head = None
         kept = {k: v for k, v in (head or {}).get("Metadata", {}).items()}
+        if mtime is None and head is not None and parse_metadata(kept).mtime is None:
+            # The copy gives the object a new LastModified: keep the time it shows now.
+            mtime = head["LastModified"].timestamp()
         given = metadata_fields(Metadata(mode, uid, gid, mtime), directory=directory)
         kept = {k: v for k, v in kept.items() if k.lower() not in given}
         fields = {**kept, **given}

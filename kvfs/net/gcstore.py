@@ -287,6 +287,9 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
                     marker.metadata = fields
                     marker.upload_from_string(b"", content_type=_CONTENT_TYPE, **self._call)
                     return
+        if mtime is None and parse_metadata(blob.metadata).mtime is None and blob.updated is not None:
+            # A patch moves the object's "updated" time: keep the time it shows now.
+            fields.update(metadata_fields(Metadata(mtime=blob.updated.timestamp()), rfc3339=True))
         with _errors(key):
             blob.metadata = {**(blob.metadata or {}), **fields}
             blob.patch(**self._call)
