@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -226,5 +227,42 @@ def test_rsync_a_again_onto_a_remounted_s3_mount_copies_nothing(tmp_path: pathli
                 there, here = (mnt / name).stat(), (source / name).stat()
                 assert stat.S_IMODE(there.st_mode) == stat.S_IMODE(here.st_mode), name
                 assert there.st_mtime_ns // 10**9 == here.st_mtime_ns // 10**9, name  # whole seconds, as rsync compares
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def _kvfs(*arguments: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kvfs.cli", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("heads", [False, True], ids=["listing", "metadata-heads"])
+def test_kvfs_mount_metadata_heads(tmp_path: pathlib.Path, heads: bool) -> None:
+    from cli_support import moto_store_url
+
+    store = make_store("s3", tmp_path)  # makes the bucket
+    try:
+        store.put("f", b"x", metadata=Metadata(mode=0o600))
+        mountpoint = tmp_path / "mnt"
+        mountpoint.mkdir()
+        url = moto_store_url(store.bucket_name, store.prefix)  # type: ignore[attr-defined]
+        result = _kvfs("mount", "--allow-other", *(["--metadata-heads"] if heads else []), url, mountpoint)
+        assert result.returncode == 0, result.stderr
+        try:
+            shown = stat.S_IMODE((mountpoint / "f").stat().st_mode)
+            if heads:
+                assert "Warning" not in result.stderr and shown == 0o600
+            else:
+                assert "shows no file modes without --metadata-heads" in result.stderr and shown == 0o644
+        finally:
+            assert _kvfs("unmount", mountpoint).returncode == 0
     finally:
         store.close()

@@ -223,13 +223,18 @@ def _warn_if_all_can_read(url: str, mountpoint: str, options: MountOptions) -> N
             if store.keeps_metadata and (store.listing_has_metadata or options.metadata_heads):
                 return  # real modes, enforced per file
             writable = store.supports_writes and not options.read_only
+            kept = store.keeps_metadata  # S3: kept, but listings do not show them
     except Exception:  # noqa: BLE001 - the mount itself reports a store it cannot open
         return
     rights = "read, change and delete" if writable and file_mode & 0o002 else "read"
+    if kept:
+        problem, lasting = "shows no file modes without --metadata-heads", "--metadata-heads shows the kept modes"
+    else:
+        problem, lasting = "keeps no file modes", "a chmod through the mount lasts only until it is unmounted"
     click.echo(
-        f"Warning: {mask_url(url)} keeps no file modes, so with --allow-other every user of this machine can "
-        f"{rights} every file in {mountpoint} (each shows as mode {file_mode:03o}); a chmod through the mount "
-        "lasts only until it is unmounted. --umask 077 keeps the files to you.",
+        f"Warning: {mask_url(url)} {problem}, so with --allow-other every user of this machine can "
+        f"{rights} every file in {mountpoint} (each shows as mode {file_mode:03o}); {lasting}. "
+        "--umask 077 keeps the files to you.",
         err=True,
     )
 
