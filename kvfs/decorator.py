@@ -81,7 +81,7 @@ class StoreDecorator(KeyValueStore):
         """Store *data* under *key*; *ttl_secs* is passed on to a store with ``ttl_support``,
         *metadata* to one that ``keeps_metadata`` (see :meth:`KeyValueStore.put`)."""
         self._check_valid_key(key)
-        return self._put(key, self._check_valid_value(data), ttl_secs, metadata=self._kept(metadata))
+        return self._put(key, self._check_valid_value(data), ttl_secs, **self._kept(metadata))
 
     def put_file(
         self, key: str, file: FileOrFilename, ttl_secs: TTL = None, *, metadata: Metadata | None = None
@@ -89,14 +89,20 @@ class StoreDecorator(KeyValueStore):
         """Store the contents of *file* under *key*; *ttl_secs* and *metadata* as for :meth:`put`."""
         self._check_valid_key(key)
         if isinstance(file, (str, os.PathLike)):
-            return self._put_filename(key, os.fspath(file), ttl_secs, metadata=self._kept(metadata))
-        return self._put_file(key, file, ttl_secs, metadata=self._kept(metadata))
+            return self._put_filename(key, os.fspath(file), ttl_secs, **self._kept(metadata))
+        return self._put_file(key, file, ttl_secs, **self._kept(metadata))
 
-    def _kept(self, metadata: Metadata | None) -> Metadata | None:
-        """*metadata* where this decorator keeps it, else None (checked either way)."""
-        if metadata is not None and not isinstance(metadata, Metadata):
+    def _kept(self, metadata: Metadata | None) -> dict[str, Metadata]:
+        """The hooks' ``metadata`` keyword where this decorator keeps *metadata*, else none.
+
+        Passed only when there is some, so that decorators written before it (hooks
+        without the keyword) keep working. Anything but a :class:`Metadata` raises.
+        """
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, Metadata):
             raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
-        return metadata if self.keeps_metadata else None
+        return {"metadata": metadata} if self.keeps_metadata else {}
 
     def _ttl_arguments(self, ttl_secs: TTL) -> dict[str, TTL]:
         """The keyword arguments that pass *ttl_secs* on, none when it was not given."""
