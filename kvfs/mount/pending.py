@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 from ..decorator import StoreDecorator
 from ..errors import KeyNotFoundError
 from ..mixins import TTL
-from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore, Metadata
+from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore
 from .writeback import Content, WriteBack
 
 _T = TypeVar("_T")
@@ -181,15 +181,15 @@ class PendingStore(StoreDecorator):
 
     # ------------------------------------------------------------------ writing (queued)
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
         self.queue.put(key, data, mtime=time.time())
         return key
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
         self.queue.put(key, file, mtime=time.time())
         return key
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
         with open(filename, "rb") as file:
             return self._put_file(key, file)
 
