@@ -15,7 +15,7 @@ to return a fresh, empty store::
 
 The tests read the store's capability flags (``supports_writes``,
 ``supports_directories``, ``supports_staging``, ``supports_listing``, ``allows_key_and_prefix``,
-``ttl_support``, ``keeps_metadata``, ``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
+``ttl_support``, ``keeps_metadata``, ``listing_has_metadata``, ``listing_has_sizes``, ``max_key_length``, ``max_component_length``) and whether it is a
 :class:`~kvfs.mixins.UrlMixin`, and skip what a store does not claim to do rather than
 fail. Class attributes of the test class tune the rest (:attr:`StoreContract.streams_large_values`);
 overriding the ``unavailable_store`` fixture (a missing bucket, a closed port) tests that
