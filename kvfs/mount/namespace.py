@@ -563,7 +563,9 @@ class Namespace:
         waiting = self.overrides.get(key)
         if waiting is not None and self.listing_shows_metadata:  # else shown from memory, as after a chmod
             carried = {"mode": metadata.mode, "uid": metadata.uid, "gid": metadata.gid}
-            done = {name: None for name, value in carried.items() if value is not None and getattr(waiting, name) == value}
+            done: dict[str, None] = {
+                name: None for name, value in carried.items() if value is not None and getattr(waiting, name) == value
+            }
             if metadata.mtime is not None and waiting.mtime_ns is not None:
                 done["mtime_ns"] = None
             if done:

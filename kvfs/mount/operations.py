@@ -505,7 +505,9 @@ class KvfsOperations(mfusepy.Operations):
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; raises what the store raises, keeping the copy."""
         with file.lock:
-            metadata = self.names.upload_metadata(file.key, file.loaded) if file.key is not None and file.dirty else None
+            metadata = None
+            if file.key is not None and file.dirty:
+                metadata = self.names.upload_metadata(file.key, file.loaded)
             upload = self.files.upload(file, metadata)
             if upload is None:
                 return
