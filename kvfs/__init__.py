@@ -20,7 +20,7 @@ from .errors import (
 )
 from .keys import MAX_KEY_LENGTH, VALID_KEY_RE, VALID_KEY_REGEXP, check_key, is_valid_key
 from .mixins import FOREVER, NOT_SET, CopyMixin, TimeToLiveMixin, UrlKeyValueStore, UrlMixin
-from .store import KeyInfo, KeyValueStore
+from .store import KeyInfo, KeyValueStore, Metadata
 
 __version__ = "0.1.0"
 
@@ -40,6 +40,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "KeyValueStore",
     "KeyInfo",
+    "Metadata",
     "UrlMixin",
     "UrlKeyValueStore",
     "CopyMixin",

@@ -8,7 +8,7 @@ from typing import IO, TypeVar
 
 from .decorator import StoreDecorator
 from .mixins import TTL
-from .store import KeyValueStore
+from .store import KeyValueStore, Metadata
 
 T = TypeVar("T")
 
@@ -185,21 +185,21 @@ class CacheDecorator(StoreDecorator):
         finally:
             self._invalidate(key)
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         try:
-            return super()._put(key, data, ttl_secs)
+            return super()._put(key, data, ttl_secs, metadata=metadata)
         finally:
             self._invalidate(key)
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         try:
-            return super()._put_file(key, file, ttl_secs)
+            return super()._put_file(key, file, ttl_secs, metadata=metadata)
         finally:
             self._invalidate(key)
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         try:
-            return super()._put_filename(key, filename, ttl_secs)
+            return super()._put_filename(key, filename, ttl_secs, metadata=metadata)
         finally:
             self._invalidate(key)
 

@@ -20,7 +20,7 @@ from typing import IO, Any
 from .decorator import StoreDecorator
 from .errors import KvfsError
 from .mixins import TTL
-from .store import CHUNK_SIZE, KeyInfo, KeyValueStore, _write_file_atomically
+from .store import CHUNK_SIZE, KeyInfo, KeyValueStore, Metadata, _write_file_atomically
 
 
 class VerificationException(KvfsError):
@@ -254,16 +254,16 @@ class HMACDecorator(StoreDecorator):
 
     # ------------------------------------------------------------------ writes
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        return super()._put(key, data + self._new_hmac(key, data).digest(), ttl_secs)
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        return super()._put(key, data + self._new_hmac(key, data).digest(), ttl_secs, metadata=metadata)
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         with self._signed_spool(key, file) as spool:
-            return super()._put_file(key, spool, ttl_secs)
+            return super()._put_file(key, spool, ttl_secs, metadata=metadata)
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         with open(filename, "rb") as file:
-            return self._put_file(key, file, ttl_secs)
+            return self._put_file(key, file, ttl_secs, metadata=metadata)
 
     def _copy(self, source: str, dest: str) -> str:
         # The whole source is read (and so checked) before anything is written to dest.

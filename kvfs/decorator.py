@@ -28,7 +28,7 @@ from urllib.parse import quote_plus, unquote_plus
 from .errors import InvalidKeyError, KeyTooLongError, ReadOnlyError
 from .keys import SEPARATOR, check_key, check_prefix
 from .mixins import TTL
-from .store import CAPABILITY_FLAGS, HOOKS, FileOrFilename, Hook, KeyInfo, KeyValueStore
+from .store import CAPABILITY_FLAGS, HOOKS, FileOrFilename, Hook, KeyInfo, KeyValueStore, Metadata
 
 
 def _forwarded(flag: str) -> Any:
@@ -77,17 +77,32 @@ class StoreDecorator(KeyValueStore):
 
     # ------------------------------------------------------------------ TTL-aware writes
 
-    def put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        """Store *data* under *key*; *ttl_secs* is passed on to a store with ``ttl_support``."""
+    def put(self, key: str, data: bytes, ttl_secs: TTL = None, *, metadata: Metadata | None = None) -> str:
+        """Store *data* under *key*; *ttl_secs* is passed on to a store with ``ttl_support``,
+        *metadata* to one that ``keeps_metadata`` (see :meth:`KeyValueStore.put`)."""
         self._check_valid_key(key)
-        return self._put(key, self._check_valid_value(data), ttl_secs)
+        return self._put(key, self._check_valid_value(data), ttl_secs, **self._kept(metadata))
 
-    def put_file(self, key: str, file: FileOrFilename, ttl_secs: TTL = None) -> str:
-        """Store the contents of *file* under *key*; *ttl_secs* as for :meth:`put`."""
+    def put_file(
+        self, key: str, file: FileOrFilename, ttl_secs: TTL = None, *, metadata: Metadata | None = None
+    ) -> str:
+        """Store the contents of *file* under *key*; *ttl_secs* and *metadata* as for :meth:`put`."""
         self._check_valid_key(key)
         if isinstance(file, (str, os.PathLike)):
-            return self._put_filename(key, os.fspath(file), ttl_secs)
-        return self._put_file(key, file, ttl_secs)
+            return self._put_filename(key, os.fspath(file), ttl_secs, **self._kept(metadata))
+        return self._put_file(key, file, ttl_secs, **self._kept(metadata))
+
+    def _kept(self, metadata: Metadata | None) -> dict[str, Metadata]:
+        """The hooks' ``metadata`` keyword where this decorator keeps *metadata*, else none.
+
+        Passed only when there is some, so that decorators written before it (hooks
+        without the keyword) keep working. Anything but a :class:`Metadata` raises.
+        """
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, Metadata):
+            raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+        return {"metadata": metadata} if self.keeps_metadata else {}
 
     def _ttl_arguments(self, ttl_secs: TTL) -> dict[str, TTL]:
         """The keyword arguments that pass *ttl_secs* on, none when it was not given."""
@@ -105,14 +120,21 @@ class StoreDecorator(KeyValueStore):
     # Every hook of the core calls the wrapped store's public method (installed below,
     # from the core's HOOKS); the writes pass ttl_secs on.
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        return self._dstore.put(key, data, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        return self._dstore.put(key, data, **self._write_arguments(ttl_secs, metadata))  # type: ignore[call-arg]
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
-        return self._dstore.put_file(key, file, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        return self._dstore.put_file(key, file, **self._write_arguments(ttl_secs, metadata))  # type: ignore[call-arg]
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
-        return self._dstore.put_file(key, filename, **self._ttl_arguments(ttl_secs))  # type: ignore[call-arg]
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        return self._dstore.put_file(key, filename, **self._write_arguments(ttl_secs, metadata))  # type: ignore[call-arg]
+
+    def _write_arguments(self, ttl_secs: TTL, metadata: Metadata | None) -> dict[str, Any]:
+        """The keyword arguments of the wrapped store's write: the ttl and metadata given."""
+        arguments: dict[str, Any] = dict(self._ttl_arguments(ttl_secs))
+        if metadata is not None:
+            arguments["metadata"] = metadata
+        return arguments
 
 
 def _passing_through(name: str, hook: Hook) -> Callable[..., Any]:
@@ -411,11 +433,13 @@ class ReadOnlyDecorator(StoreDecorator):
     def _refuse(self, operation: str) -> NoReturn:
         raise ReadOnlyError(f"cannot {operation}: {type(self._dstore).__name__} is read-only here")
 
-    def put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+    def put(self, key: str, data: bytes, ttl_secs: TTL = None, *, metadata: Metadata | None = None) -> str:
         """Raise :class:`~kvfs.errors.ReadOnlyError`."""
         self._refuse("put")
 
-    def put_file(self, key: str, file: FileOrFilename, ttl_secs: TTL = None) -> str:
+    def put_file(
+        self, key: str, file: FileOrFilename, ttl_secs: TTL = None, *, metadata: Metadata | None = None
+    ) -> str:
         """Raise :class:`~kvfs.errors.ReadOnlyError`."""
         self._refuse("put_file")
 

@@ -215,6 +215,7 @@ class FilesystemStore(UrlMixin, CopyMixin, KeyValueStore):
     allows_key_and_prefix = False
     supports_staging = True
     keeps_metadata = True
+    listing_has_metadata = True
 
     def __init__(
         self,

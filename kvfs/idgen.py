@@ -27,7 +27,7 @@ from typing import IO, Any
 from .decorator import StoreDecorator
 from .errors import InvalidKeyError
 from .mixins import TTL
-from .store import CHUNK_SIZE, FileOrFilename, KeyValueStore
+from .store import CHUNK_SIZE, FileOrFilename, KeyValueStore, Metadata
 
 
 class HashDecorator(StoreDecorator):
@@ -54,26 +54,28 @@ class HashDecorator(StoreDecorator):
         self.hashfunc = hashfunc
         self._template = template
 
-    def put(self, key: str | None, data: bytes, ttl_secs: TTL = None) -> str:
+    def put(self, key: str | None, data: bytes, ttl_secs: TTL = None, *, metadata: Metadata | None = None) -> str:
         """Store *data* under *key*, or under its hash when *key* is ``None``; return the key."""
         if not key:
             value = self._check_valid_value(data)
             key = self._template.format(self.hashfunc(value).hexdigest())
-        return super().put(key, data, ttl_secs)
+        return super().put(key, data, ttl_secs, metadata=metadata)
 
-    def put_file(self, key: str | None, file: FileOrFilename, ttl_secs: TTL = None) -> str:
+    def put_file(
+        self, key: str | None, file: FileOrFilename, ttl_secs: TTL = None, *, metadata: Metadata | None = None
+    ) -> str:
         """Store *file* under *key*, or under the hash of its contents when *key* is ``None``."""
         if key:
-            return super().put_file(key, file, ttl_secs)
+            return super().put_file(key, file, ttl_secs, metadata=metadata)
         if isinstance(file, (str, os.PathLike)):
             with open(file, "rb") as source:
                 digest = self._hash_stream(source, None)
-            return super().put_file(self._template.format(digest), file, ttl_secs)
+            return super().put_file(self._template.format(digest), file, ttl_secs, metadata=metadata)
         # Small values stay in memory, large ones go to disk.
         with tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE) as spool:
             digest = self._hash_stream(file, spool)  # type: ignore[arg-type]
             spool.seek(0)
-            return super().put_file(self._template.format(digest), spool, ttl_secs)
+            return super().put_file(self._template.format(digest), spool, ttl_secs, metadata=metadata)
 
     def _hash_stream(self, source: IO[bytes], copy_to: IO[bytes] | None) -> str:
         """Hash *source* to its end in chunks, copying it to *copy_to* when given."""
@@ -110,13 +112,15 @@ class UUIDDecorator(StoreDecorator):
             raise InvalidKeyError(f"a key must be a str or None, not {type(key).__name__}")
         return self._template.format(key)
 
-    def put(self, key: str | None, data: bytes, ttl_secs: TTL = None) -> str:
+    def put(self, key: str | None, data: bytes, ttl_secs: TTL = None, *, metadata: Metadata | None = None) -> str:
         """Store *data* under the templated *key* (a new UUID when ``None``); return the key."""
-        return super().put(self._key(key), data, ttl_secs)
+        return super().put(self._key(key), data, ttl_secs, metadata=metadata)
 
-    def put_file(self, key: str | None, file: FileOrFilename, ttl_secs: TTL = None) -> str:
+    def put_file(
+        self, key: str | None, file: FileOrFilename, ttl_secs: TTL = None, *, metadata: Metadata | None = None
+    ) -> str:
         """Store *file* under the templated *key* (a new UUID when ``None``); return the key."""
-        return super().put_file(self._key(key), file, ttl_secs)
+        return super().put_file(self._key(key), file, ttl_secs, metadata=metadata)
 
 
 __all__ = ["HashDecorator", "UUIDDecorator"]

@@ -6,7 +6,7 @@ import io
 import os
 from typing import IO, ClassVar, Union
 
-from .store import FileOrFilename, KeyValueStore
+from .store import FileOrFilename, KeyValueStore, Metadata
 
 #: ``ttl_secs`` value: the key never expires.
 FOREVER = "forever"
@@ -46,6 +46,12 @@ class CopyMixin:
     supports_server_copy: ClassVar[bool] = True
 
 
+def _ignored(metadata: object) -> None:
+    """Check a ``metadata=`` argument a store keeps no metadata for (it is then ignored)."""
+    if metadata is not None and not isinstance(metadata, Metadata):
+        raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+
+
 class TimeToLiveMixin:
     """Stores whose keys can expire: ``put(key, data, ttl_secs=...)``.
 
@@ -69,15 +75,20 @@ class TimeToLiveMixin:
             raise ValueError(f"ttl_secs must not be negative: {ttl_secs!r}")
         return ttl_secs
 
-    def put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
+    # Stores whose keys expire keep no POSIX metadata: a metadata= given is ignored.
+    def put(self, key: str, data: bytes, ttl_secs: TTL = None, *, metadata: Metadata | None = None) -> str:
         """Store *data* under *key*, expiring after *ttl_secs* seconds; returns the key."""
         self._check_valid_key(key)  # type: ignore[attr-defined]
+        _ignored(metadata)
         value = self._check_valid_value(data)  # type: ignore[attr-defined]
         return self._put(key, value, self._valid_ttl(ttl_secs))  # type: ignore[attr-defined]
 
-    def put_file(self, key: str, file: FileOrFilename, ttl_secs: TTL = None) -> str:
+    def put_file(
+        self, key: str, file: FileOrFilename, ttl_secs: TTL = None, *, metadata: Metadata | None = None
+    ) -> str:
         """Store the contents of *file* under *key*, expiring after *ttl_secs* seconds."""
         self._check_valid_key(key)  # type: ignore[attr-defined]
+        _ignored(metadata)
         ttl = self._valid_ttl(ttl_secs)
         if isinstance(file, (str, os.PathLike)):
             return self._put_filename(key, os.fspath(file), ttl)  # type: ignore[attr-defined]

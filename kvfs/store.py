@@ -76,6 +76,48 @@ class KeyInfo:
     gid: int | None = None
 
 
+def check_metadata(
+    mode: object = None, uid: object = None, gid: object = None, mtime: object = None, atime: object = None
+) -> None:
+    """Raise ``ValueError`` unless each given field is in range (None: not given).
+
+    *mode* is the permission bits (``0`` to ``0o7777``), *uid* and *gid* non-negative
+    ints, *mtime* and *atime* finite numbers of seconds.
+    """
+    if mode is not None and (type(mode) is not int or not 0 <= mode <= 0o7777):
+        raise ValueError(f"mode must be an int from 0 to 0o7777, not {mode!r}")
+    for name, owner in (("uid", uid), ("gid", gid)):
+        if owner is not None and (type(owner) is not int or owner < 0):
+            raise ValueError(f"{name} must be a non-negative int, not {owner!r}")
+    for name, when in (("mtime", mtime), ("atime", atime)):
+        if when is not None and (type(when) not in (int, float) or not math.isfinite(when)):  # type: ignore[arg-type]
+            raise ValueError(f"{name} must be a finite number of seconds, not {when!r}")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """POSIX metadata written together with a value (``put(..., metadata=Metadata(...))``).
+
+    ``mode`` is the permission bits (``0o7777`` at most, no file type), ``uid`` and
+    ``gid`` the owner, ``mtime`` a POSIX timestamp in seconds; None fields are not
+    written (a store that carries metadata in its uploads then keeps none for them, as
+    a new object has none). ``ValueError`` at construction for a value out of range.
+    """
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mtime: float | None = None
+
+    def __post_init__(self) -> None:
+        check_metadata(self.mode, self.uid, self.gid, self.mtime)
+
+    def fields(self) -> dict[str, int | float]:
+        """The given fields by name (``set_metadata`` arguments)."""
+        values = {"mode": self.mode, "uid": self.uid, "gid": self.gid, "mtime": self.mtime}
+        return {name: value for name, value in values.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class Hook:
     """One hook of the core, as a decorator sees it (see :data:`HOOKS`).
@@ -108,6 +150,7 @@ HOOKS: dict[str, Hook] = {
     "_has_key": Hook("__contains__"),
     "_get": Hook("get"),
     "_open": Hook("open"),
+    "_open_with_info": Hook("open_with_info", forwarded=False),
     "_get_file": Hook("get_file", ("key", "")),
     "_get_filename": Hook("get_file", ("key", "")),
     "_put": Hook("put", ("key", ""), "key", writes=True),
@@ -147,6 +190,8 @@ CAPABILITY_FLAGS: tuple[str, ...] = (
     "supports_staging",
     "is_remote",
     "keeps_metadata",
+    "metadata_with_writes",
+    "listing_has_metadata",
     "supports_listing",
     "parallel_requests",
     "max_key_length",
@@ -249,6 +294,14 @@ class KeyValueStore:
     #: values and directories, and :meth:`stat`, :meth:`describe` and :meth:`iter_level`
     #: report the mode and owner in :class:`KeyInfo`.
     keeps_metadata: ClassVar[bool] = False
+    #: With ``keeps_metadata``: the ``metadata`` given to :meth:`put`, :meth:`put_file` and
+    #: :meth:`commit_staging_file` is written in the same request as the value (user
+    #: metadata of an S3 or GCS object); the write hooks receive it as ``metadata=``.
+    #: Without it, a store that keeps metadata writes the value, then ``_set_metadata``.
+    metadata_with_writes: ClassVar[bool] = False
+    #: With ``keeps_metadata``: :meth:`iter_level` and :meth:`describe` entries carry the
+    #: mode, owner and mtime kept (on S3 only :meth:`stat`, a ``HEAD``, does).
+    listing_has_metadata: ClassVar[bool] = False
     #: The store can list its keys (``keys``, ``iter_level``, ``has_directory``,
     #: ``describe``). Without it (memcached) those raise
     #: :class:`~kvfs.errors.ListingUnsupportedError` and the store cannot be mounted.
@@ -399,29 +452,69 @@ class KeyValueStore:
         self._check_valid_key(key)
         return self._open(key)
 
-    def put(self, key: str, data: bytes) -> str:
+    def open_with_info(self, key: str) -> tuple[IO[bytes], KeyInfo | None]:
+        """:meth:`open` *key*, and what the request that opened it told of the value.
+
+        The :class:`KeyInfo` (size, mtime, and the mode and owner where the store keeps
+        them) comes at no extra request where the backend's answer carries it (S3's
+        ``GET``); None elsewhere. Raises what :meth:`open` raises. Decorators give None
+        (their values may differ from the wrapped store's).
+        """
+        self._check_valid_key(key)
+        return self._open_with_info(key)
+
+    def put(self, key: str, data: bytes, *, metadata: Metadata | None = None) -> str:
         """Store *data* (bytes) under *key* and return the key.
 
         A value that is not bytes raises :class:`~kvfs.errors.InvalidValueError`, which
         ``except IOError`` catches, as in simplekv. An empty value is a value.
+        *metadata* (a :class:`Metadata`) is kept with the value where the store
+        ``keeps_metadata`` (in the same request where ``metadata_with_writes``), and
+        ignored elsewhere.
         """
         if type(key) is not str or key not in _KNOWN_VALID or not self._short_keys_valid:
             self._check_valid_key(key)
         if type(data) is not bytes:
             data = self._check_valid_value(data)
-        return self._put(key, data)
+        if metadata is None:
+            return self._put(key, data)
+        return self._write_with_metadata(self._put, key, data, metadata)
 
-    def put_file(self, key: str, file: FileOrFilename) -> str:
+    def put_file(self, key: str, file: FileOrFilename, *, metadata: Metadata | None = None) -> str:
         """Store the contents of *file* (an open binary file or a file name) under *key*.
 
         The file is read in chunks until its end, so pipes and sockets that return short
         reads are stored whole, and a large value never sits whole in memory (where the
-        backend streams). Returns the key.
+        backend streams). Returns the key. *metadata* as for :meth:`put`.
         """
         self._check_valid_key(key)
         if isinstance(file, (str, os.PathLike)):
-            return self._put_filename(key, os.fspath(file))
-        return self._put_file(key, file)
+            if metadata is None:
+                return self._put_filename(key, os.fspath(file))
+            return self._write_with_metadata(self._put_filename, key, os.fspath(file), metadata)
+        if metadata is None:
+            return self._put_file(key, file)
+        return self._write_with_metadata(self._put_file, key, file, metadata)
+
+    def _write_with_metadata(self, hook: Callable[..., str], key: str, content: Any, metadata: Metadata) -> str:
+        """Call the write *hook* for *key* so that *metadata* is kept with the value where it can be."""
+        if not isinstance(metadata, Metadata):
+            raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+        if not self.keeps_metadata:
+            return hook(key, content)
+        if self.metadata_with_writes:
+            return hook(key, content, metadata=metadata)
+        stored = hook(key, content)
+        if metadata.fields():
+            self._set_metadata(
+                key,
+                mode=metadata.mode,
+                uid=metadata.uid,
+                gid=metadata.gid,
+                mtime=metadata.mtime,
+                atime=None,
+            )
+        return stored
 
     # ------------------------------------------------------------------ extensions
 
@@ -614,14 +707,7 @@ class KeyValueStore:
         self._check_valid_key(key)
         if not self.keeps_metadata:
             raise NotImplementedError(f"{type(self).__name__} does not keep modes, owners or times")
-        if mode is not None and (type(mode) is not int or not 0 <= mode <= 0o7777):
-            raise ValueError(f"mode must be an int from 0 to 0o7777, not {mode!r}")
-        for name, owner in (("uid", uid), ("gid", gid)):
-            if owner is not None and (type(owner) is not int or owner < 0):
-                raise ValueError(f"{name} must be a non-negative int, not {owner!r}")
-        for name, when in (("mtime", mtime), ("atime", atime)):
-            if when is not None and (type(when) not in (int, float) or not math.isfinite(when)):
-                raise ValueError(f"{name} must be a finite number of seconds, not {when!r}")
+        check_metadata(mode, uid, gid, mtime, atime)
         self._set_metadata(key, mode=mode, uid=uid, gid=gid, mtime=mtime, atime=atime)
 
     def describe_root(self) -> KeyInfo | None:
@@ -647,7 +733,7 @@ class KeyValueStore:
         self._require_staging()
         return self._new_staging_file(key)
 
-    def commit_staging_file(self, key: str, file: IO[bytes]) -> str:
+    def commit_staging_file(self, key: str, file: IO[bytes], *, metadata: Metadata | None = None) -> str:
         """Make *file*, from this store's :meth:`new_staging_file`, the value of *key*; return *key*.
 
         Atomic, as ``put``: a reader sees the old value or the whole new one. On success
@@ -655,11 +741,13 @@ class KeyValueStore:
         place. On failure nothing is stored and *file* stays open as it was, to be
         committed again or closed. Raises ``ValueError`` for a file that is not an open
         staging file of this store, what ``put`` raises for the key, and
-        ``NotImplementedError`` without ``supports_staging``.
+        ``NotImplementedError`` without ``supports_staging``. *metadata* as for :meth:`put`.
         """
         self._check_valid_key(key)
         self._require_staging()
-        return self._commit_staging_file(key, file)
+        if metadata is None:
+            return self._commit_staging_file(key, file)
+        return self._write_with_metadata(self._commit_staging_file, key, file, metadata)
 
     def sync(self, key: str) -> None:
         """Make what is stored under *key* durable: its value, or its absence after a delete.
@@ -723,6 +811,9 @@ class KeyValueStore:
     def _get(self, key: str) -> bytes:
         with self._open(key) as file:
             return file.read()
+
+    def _open_with_info(self, key: str) -> tuple[IO[bytes], KeyInfo | None]:
+        return self._open(key), None
 
     def _get_file(self, key: str, file: IO[bytes]) -> None:
         with self._open(key) as source:
@@ -946,6 +1037,8 @@ __all__ = [
     "Hook",
     "Rebuild",
     "KeyInfo",
+    "Metadata",
+    "check_metadata",
     "FileOrFilename",
     "CHUNK_SIZE",
     "DIRECTORY_MARKER_SUFFIX",

@@ -17,7 +17,7 @@ requests = pytest.importorskip("requests")
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from servers import gcs_url, require_server  # noqa: E402
 
-from kvfs import BackendError  # noqa: E402
+from kvfs import BackendError, Metadata  # noqa: E402
 from kvfs.net.gcstore import CHUNK_SIZE, READ_CHUNK_SIZE, GoogleCloudStore  # noqa: E402
 from kvfs.testing import StoreContract, random_bytes  # noqa: E402
 
@@ -188,3 +188,17 @@ def test_refusals_and_timeouts_carry_their_errno() -> None:
         with pytest.raises(BackendError) as caught, _errors("k"):
             raise raised
         assert caught.value.errno == expected
+
+
+def test_metadata_is_rclone_custom_metadata(store: GoogleCloudStore) -> None:
+    """Modes, owners and mtimes are custom metadata as rclone names them; the mtime in RFC 3339."""
+    store.put("ours", b"x", metadata=Metadata(mode=0o640, uid=1000, gid=100, mtime=1_600_000_000.5))
+    blob = store.bucket.get_blob(store.prefix + "ours")
+    assert blob.metadata == {"mode": "33184", "uid": "1000", "gid": "100", "mtime": "2020-09-13T12:26:40.5Z"}
+    blob = store.bucket.blob(store.prefix + "theirs")
+    blob.metadata = {"mtime": "2021-01-02T03:04:05.123456789Z", "mode": "33188"}
+    blob.upload_from_string(b"y")
+    info = store.stat("theirs")
+    assert info.mode == 0o644 and abs(info.last_modified - 1_609_556_645.123457) < 1e-5  # type: ignore[operator]
+    (listed,) = [entry for entry in store.iter_level("") if entry.key == "theirs"]
+    assert listed == info  # the listing carries the metadata

@@ -58,6 +58,10 @@ def test_every_kvfs_mount_option_is_an_fstab_option() -> None:
         translate(["foreground"])  # the helper always mounts in the background
 
 
+def test_metadata_heads_is_a_flag() -> None:
+    assert translate(["metadata_heads", "ro"]) == (["--metadata-heads", "--read-only"], None)
+
+
 def test_an_unknown_option_is_refused_unless_sloppy(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["/srv/store", "/mnt/x", "-o", "rw,colour=blue"]) == 1
     assert "unknown mount option 'colour=blue'" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from servers import (  # noqa: E402
     stop_service,
 )
 
-from kvfs import BackendError, InvalidKeyError  # noqa: E402
+from kvfs import BackendError, InvalidKeyError, Metadata  # noqa: E402
 from kvfs.crypt import HMACDecorator  # noqa: E402
 from kvfs.decorator import PrefixDecorator, ReadOnlyDecorator  # noqa: E402
 from kvfs.net.boto3store import (  # noqa: E402
@@ -389,3 +389,37 @@ def test_a_server_that_stops_answering_is_etimedout() -> None:
         assert raised.value.errno == errno.ETIMEDOUT
     finally:
         silent.close()
+
+
+def test_metadata_is_s3fs_and_rclone_user_metadata() -> None:
+    """Modes, owners and mtimes are the user metadata s3fs and rclone write and read."""
+    store = _store("moto")
+    client = store.client
+    name = store.prefix + "by-s3fs"
+    # As s3fs writes a file: st_mode in decimal with the type bits, the mtime in seconds.
+    client.put_object(
+        Bucket=store.bucket_name,
+        Key=name,
+        Body=b"x",
+        Metadata={"mode": "33256", "uid": "1000", "gid": "100", "mtime": "1700000000.25"},
+    )
+    info = store.stat("by-s3fs")
+    assert (info.mode, info.uid, info.gid, info.last_modified) == (0o750, 1000, 100, 1_700_000_000.25)
+    file, opened = store.open_with_info("by-s3fs")
+    file.close()
+    assert opened == info  # the GET's answer says what the HEAD does
+    store.put_file("ours", io.BytesIO(b"y" * 10), metadata=Metadata(mode=0o640, uid=0, gid=0, mtime=1_600_000_000))
+    written = client.head_object(Bucket=store.bucket_name, Key=store.prefix + "ours")["Metadata"]
+    assert written == {"mode": "33184", "uid": "0", "gid": "0", "mtime": "1600000000"}
+    store.set_metadata("ours", mode=0o600)  # a copy onto itself: the rest stays
+    written = client.head_object(Bucket=store.bucket_name, Key=store.prefix + "ours")["Metadata"]
+    assert written == {"mode": "33152", "uid": "0", "gid": "0", "mtime": "1600000000"}
+    assert store.get("ours") == b"y" * 10
+
+
+def test_a_multipart_upload_carries_the_metadata() -> None:
+    store = _store("moto")
+    big = b"z" * (MULTIPART_THRESHOLD + 1)
+    store.put_file("big", io.BytesIO(big), metadata=Metadata(mode=0o604, mtime=1_650_000_000.5))
+    info = store.stat("big")
+    assert (info.mode, info.size, info.last_modified) == (0o604, len(big), 1_650_000_000.5)

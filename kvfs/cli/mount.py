@@ -96,6 +96,12 @@ class _Octal(click.ParamType):
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Directory for temporary files [default: $TMPDIR].")
 @click.option(
+    "--metadata-heads",
+    is_flag=True,
+    help="On S3, whose listings carry no modes, owners or times: one HEAD per listed file (in parallel), "
+    "so exact modes and times show right after a mount, as s3fs does (rsync -a needs them).",
+)
+@click.option(
     "--write-back",
     is_flag=True,
     help="close() returns once the file is safe in a local journal; uploads run in the background, "
@@ -154,6 +160,7 @@ def mount(
     cache_size: int,
     read_cache_size: int,
     cache_dir: str | None,
+    metadata_heads: bool,
     allow_other: bool,
     write_back: bool,
     journal_dir: str | None,
@@ -189,6 +196,7 @@ def mount(
             cache_size=cache_size,
             read_cache_size=read_cache_size,
             cache_dir=cache_dir,
+            metadata_heads=metadata_heads,
             allow_other=allow_other,
             write_back=write_back,
             journal_dir=journal_dir,
@@ -224,16 +232,21 @@ def _warn_if_all_can_read(url: str, mountpoint: str, options: MountOptions) -> N
 
     try:
         with open_store(url) as store:
-            if store.keeps_metadata:
+            if store.keeps_metadata and (store.listing_has_metadata or options.metadata_heads):
                 return  # real modes, enforced per file
             writable = store.supports_writes and not options.read_only
+            kept = store.keeps_metadata  # S3: kept, but listings do not show them
     except Exception:  # noqa: BLE001 - the mount itself reports a store it cannot open
         return
     rights = "read, change and delete" if writable and file_mode & 0o002 else "read"
+    if kept:
+        problem, lasting = "shows no file modes without --metadata-heads", "--metadata-heads shows the kept modes"
+    else:
+        problem, lasting = "keeps no file modes", "a chmod through the mount lasts only until it is unmounted"
     click.echo(
-        f"Warning: {mask_url(url)} keeps no file modes, so with --allow-other every user of this machine can "
-        f"{rights} every file in {mountpoint} (each shows as mode {file_mode:03o}); a chmod through the mount "
-        "lasts only until it is unmounted. --umask 077 keeps the files to you.",
+        f"Warning: {mask_url(url)} {problem}, so with --allow-other every user of this machine can "
+        f"{rights} every file in {mountpoint} (each shows as mode {file_mode:03o}); {lasting}. "
+        "--umask 077 keeps the files to you.",
         err=True,
     )
 

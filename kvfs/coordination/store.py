@@ -7,7 +7,7 @@ from typing import IO, Any
 
 from ..decorator import StoreDecorator
 from ..mixins import TTL
-from ..store import KeyValueStore
+from ..store import KeyValueStore, Metadata
 from ..url import mask_url
 from .base import Coordinator
 from .messages import ChangeKind, channel_for
@@ -68,18 +68,18 @@ class CoordinatedStore(StoreDecorator):
 
     # ------------------------------------------------------------------ writes
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        stored = super()._put(key, data, ttl_secs)
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        stored = super()._put(key, data, ttl_secs, metadata=metadata)
         self._announce(ChangeKind.WRITE, [stored])
         return stored
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
-        stored = super()._put_file(key, file, ttl_secs)
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        stored = super()._put_file(key, file, ttl_secs, metadata=metadata)
         self._announce(ChangeKind.WRITE, [stored])
         return stored
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
-        stored = super()._put_filename(key, filename, ttl_secs)
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        stored = super()._put_filename(key, filename, ttl_secs, metadata=metadata)
         self._announce(ChangeKind.WRITE, [stored])
         return stored
 

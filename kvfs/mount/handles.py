@@ -19,13 +19,14 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import IO
 
-from ..store import KeyValueStore
+from ..store import KeyInfo, KeyValueStore, Metadata
 from .metadata import Shown
 from .readcache import CachedValue
 
@@ -133,28 +134,28 @@ class StagedData:
             os.ftruncate(self._fd, length)
         self.size = length
 
-    def upload(self, store: KeyValueStore, key: str) -> bool:
-        """Store the whole content under *key* (one put; raises what the store raises).
+    def upload(self, store: KeyValueStore, key: str, metadata: Metadata | None = None) -> bool:
+        """Store the whole content under *key* (one put, with *metadata*; raises what the store raises).
 
         Returns True when the store's staging file was committed: it is the stored value
         now, and this object is released (the caller drops it). Returns False when the
         content was copied into the store and this object stays usable.
         """
         if self._staged_file is not None:
-            store.commit_staging_file(key, self._staged_file)  # closes the file
+            store.commit_staging_file(key, self._staged_file, metadata=metadata)  # closes the file
             self._staged_file, self._fd = None, -1
             self.release()
             return True
         if self._memory is not None:
             if len(self._memory) <= _COPY_LIMIT:
-                store.put(key, bytes(self._memory))
+                store.put(key, bytes(self._memory), metadata=metadata)
             else:  # streamed from the buffer: no second copy of a large value
                 with memoryview(self._memory) as view:
-                    store.put_file(key, io.BufferedReader(_ViewReader(view), CHUNK))
+                    store.put_file(key, io.BufferedReader(_ViewReader(view), CHUNK), metadata=metadata)
         else:
             # A file name lets a store copy in the kernel (FilesystemStore); the
             # temporary file has no name of its own any more, so use its descriptor's.
-            store.put_file(key, f"/proc/self/fd/{self._fd}")
+            store.put_file(key, f"/proc/self/fd/{self._fd}", metadata=metadata)
         return False
 
     def share_for_cache(self, memory_limit: int) -> bytes | int | None:
@@ -295,6 +296,9 @@ class OpenFile:
         #: ``> file`` flushes the new file before the first write): if a write fails, the
         #: key is removed again, as if the file had never been made.
         self.placeholder = not exists
+        #: What the download of the stored value told of it (its mode and owner where
+        #: the store's listings do not say them: S3), None if nothing.
+        self.loaded: KeyInfo | None = None
         #: The errno of a write or truncate that failed: the staged copy may miss what
         #: was written, so it is never uploaded (flush, fsync and close report this
         #: errno) until a truncate to zero starts the content anew. None: no failure.
@@ -321,6 +325,11 @@ class OpenFile:
                     if load and self.exists and self.key is not None and self.size > 0:
                         if local_copy is not None:
                             _load_local_copy(staged, local_copy)
+                        elif store.keeps_metadata and not store.listing_has_metadata:
+                            # The GET's answer says the mode and owner the upload must keep.
+                            source, self.loaded = store.open_with_info(self.key)
+                            with source:
+                                shutil.copyfileobj(source, _StagedWriter(staged), CHUNK)
                         else:
                             store.get_file(self.key, _StagedWriter(staged))
                 except BaseException:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import stat
 import threading
@@ -20,7 +21,8 @@ import time
 from dataclasses import replace
 from typing import Any, overload
 
-from ..store import LINK_SUFFIX, KeyInfo, KeyValueStore
+from ..store import LINK_SUFFIX, KeyInfo, KeyValueStore, Metadata
+from ..transfer import parallel_map
 from .binding import mfusepy
 from .handles import OpenFile, StagedData
 from .metadata import DIRECTORY, AttributeOverrides, Entry, MetadataCache, Overrides, Shown
@@ -73,8 +75,16 @@ def _show_links(entries: dict[str, Entry]) -> None:
 
 
 def seconds(nanoseconds: int) -> float:
-    """*nanoseconds* in seconds, as near as a float gets (``ns / 1e9`` rounds the ns first)."""
-    return nanoseconds // 1_000_000_000 + nanoseconds % 1_000_000_000 / 1e9
+    """*nanoseconds* in seconds, as near as a float gets (``ns / 1e9`` rounds the ns first).
+
+    Never rounded up into the next second (``x.999999999`` is no float): the whole
+    seconds stay exact, which is what rsync compares.
+    """
+    whole, fraction = divmod(nanoseconds, 1_000_000_000)
+    value = whole + fraction / 1e9
+    if value >= whole + 1:
+        value = math.nextafter(float(whole + 1), -math.inf)
+    return value
 
 
 def _store_fields(changes: dict[str, int | None]) -> dict[str, float]:
@@ -100,6 +110,13 @@ class Namespace:
         self.mount_time_ns = time.time_ns()
         # The store keeps modes, owners and times: shown from it and changed in it.
         self.keeps_metadata = keeps_metadata
+        # ... and writes them with each upload (S3, GCS): what a new or written file shows
+        # is what its upload carried, never asked again.
+        self.metadata_in_uploads = keeps_metadata and store.metadata_with_writes
+        # A HEAD per listed file where listings carry no metadata (S3), if asked for.
+        self.metadata_heads = keeps_metadata and options.metadata_heads and not store.listing_has_metadata
+        # Whether a listing tells the metadata kept again (else the mount remembers its changes).
+        self.listing_shows_metadata = store.listing_has_metadata or self.metadata_heads
         self.meta = MetadataCache(options.attr_timeout, options.listing_timeout)
         self.overrides = AttributeOverrides()
         # Local copies of values, where fetching one again is a download.
@@ -165,6 +182,9 @@ class Namespace:
         if file is not None:
             if entry is None or entry.is_dir:
                 return Entry(False, file.size)
+            if entry.mode is None and file.loaded is not None and file.loaded.mode is not None:
+                loaded = file.loaded  # the download said what the listing did not (S3)
+                return Entry(False, file.size, entry.mtime, loaded.mode, loaded.uid, loaded.gid)
             return Entry(False, file.size, entry.mtime, entry.mode, entry.uid, entry.gid)
         if known and entry is not None and (entry.is_dir or entry.size is not None):
             return entry
@@ -205,6 +225,8 @@ class Namespace:
             return self._query_link(key)
         if info.is_prefix:
             return directory_entry(info)
+        if self.metadata_heads:
+            info = self.store.stat(key)
         return self._file_entry(key, info.size or 0, info.last_modified, info)
 
     def _query_link(self, key: str) -> Entry | None:
@@ -256,9 +278,23 @@ class Namespace:
             if limit is not None and len(entries) > limit:
                 self.meta.note_big(directory, len(entries))
                 return None
+        if self.metadata_heads:
+            self._head_each(prefix, entries)
         _show_links(entries)
         self.meta.remember_listing(directory, entries, generation)
         return entries
+
+    def _head_each(self, prefix: str, entries: dict[str, Entry]) -> None:
+        """Fill the listed files of *entries* with the mode, owner and mtime of a HEAD each.
+
+        In parallel, as many at once as the store's bulk operations; a file that cannot be
+        asked (gone meanwhile) keeps what the listing said.
+        """
+        files = [component for component, entry in entries.items() if not entry.is_dir]
+        workers = max(1, self.store.parallel_requests)
+        for component, info, error in parallel_map(lambda name: self.store.stat(prefix + name), files, workers):
+            if error is None and info is not None:
+                entries[component] = self._file_entry(info.key, info.size or 0, info.last_modified, info)
 
     def children(self, directory: str) -> dict[str, Entry]:
         """The listing of *directory* with this mount's unsaved files and kept directories."""
@@ -285,7 +321,13 @@ class Namespace:
 
     def attributes(self, key: str | None, entry: Entry, file: OpenFile | None = None) -> dict[str, Any]:
         """``stat`` fields of *key* (None: a file without a name) that is *entry*."""
-        if self.keeps_metadata and entry.mode is None and key is not None and entry.kind is None:
+        if (
+            self.keeps_metadata
+            and not self.metadata_in_uploads  # what they upload or list is all they keep
+            and entry.mode is None
+            and key is not None
+            and entry.kind is None
+        ):
             entry = self._with_metadata(key, entry) if key else self._root_entry()
         overrides = self.overrides.get(key) if key is not None else None
         if entry.is_dir:
@@ -365,8 +407,15 @@ class Namespace:
         file = self.files.get(key)
         waiting = file is not None and (file.dirty or not file.exists)
         self.changed(key)
-        if not self.keeps_metadata or waiting or not key or entry.kind is not None:
-            # In memory: the top directory, links (whose value is not the link) and specials.
+        if (
+            not self.keeps_metadata
+            or waiting
+            or not key
+            or entry.kind is not None
+            or (entry.is_dir and self.metadata_in_uploads)
+        ):
+            # In memory: the top directory, links (whose value is not the link) and specials,
+            # and directories on object stores (whose listings do not show their markers' metadata).
             self.overrides.update(key, **changes)
             return
         try:
@@ -379,6 +428,11 @@ class Namespace:
             if error.errno in (errno.EPERM, errno.EACCES):
                 raise FuseOSError(error.errno) from None  # say, a new owner where the mount is not root
             raise
+        if not self.listing_shows_metadata:
+            # Kept by the store for the next mount, shown from memory in this one: its
+            # listings will not say it again (S3 without metadata_heads).
+            self.overrides.update(key, **changes)
+            return
         # The store shows the change from now on; the atime only the mount remembers.
         superseded = {name: None for name in changes if name != "atime_ns"}
         if self.overrides.get(key) is not None and superseded:
@@ -437,15 +491,56 @@ class Namespace:
 
     # ================================================================== the mount's changes
 
-    def stored(self, key: str, size: int, started: float, mtime: float | None = None) -> None:
+    def upload_metadata(self, key: str, loaded: KeyInfo | None = None) -> Metadata | None:
+        """What the upload of *key* carries on a store that writes metadata with values.
+
+        The mode and owner it had (where the mount knows them: from a listing, or the
+        download of the value, *loaded*) and what waits for the upload (a new file's mode
+        and owner, a chmod, chown or utimens meanwhile); None where the store takes none,
+        or nothing is known.
+        """
+        if not self.metadata_in_uploads:
+            return None
+        known, previous = self.meta.lookup(key)
+        fields: dict[str, Any] = {}
+        if previous is not None and not previous.is_dir and previous.kind is None:
+            fields = {"mode": previous.mode, "uid": previous.uid, "gid": previous.gid}
+        if loaded is not None and fields.get("mode") is None:
+            fields = {"mode": loaded.mode, "uid": loaded.uid, "gid": loaded.gid}
+        waiting = self.overrides.get(key)
+        if waiting is not None:
+            for name in ("mode", "uid", "gid"):
+                if getattr(waiting, name) is not None:
+                    fields[name] = getattr(waiting, name)
+            if waiting.mtime_ns is not None:
+                fields["mtime"] = seconds(waiting.mtime_ns)
+        if not any(value is not None for value in fields.values()):
+            return None
+        return Metadata(**fields)
+
+    def creation_metadata(self, mode: int) -> Metadata | None:
+        """What the upload of a file made now with *mode* carries: the creator's mode and owner."""
+        if not self.metadata_in_uploads:
+            return None
+        uid, gid, _ = mfusepy.fuse_get_context()
+        return Metadata(mode=stat.S_IMODE(mode), uid=uid, gid=gid)
+
+    def stored(
+        self, key: str, size: int, started: float, mtime: float | None = None, metadata: Metadata | None = None
+    ) -> None:
         """Cache the attributes of *key* after the mount stored *size* bytes under it.
 
         The write began at *started*; the file shows *mtime* (default: now) from now on,
         also when the store is asked again later (see :class:`Shown`): no request.
+        *metadata* is what the upload carried (:meth:`upload_metadata`).
         """
         finished = time.time()
         entry = Entry(False, size)
-        if self.keeps_metadata:
+        if self.metadata_in_uploads:
+            entry = self._uploaded_metadata(key, entry, metadata)
+            if entry.mtime is not None:
+                mtime = entry.mtime
+        elif self.keeps_metadata:
             entry = self._stored_metadata(key, entry)
             if entry.mtime is not None:
                 mtime = entry.mtime
@@ -457,6 +552,25 @@ class Namespace:
             # The kernel's pages of this file hold what was just written.
             self._shown[key] = Shown(size, shown, finished, started, finished)
         self.meta.set(key, replace(entry, mtime=shown))
+
+    def _uploaded_metadata(self, key: str, entry: Entry, metadata: Metadata | None) -> Entry:
+        """*entry* of a value just uploaded with *metadata*: what it shows from now on.
+
+        What waited for the upload and was carried by it no longer waits.
+        """
+        if metadata is None:
+            return entry
+        waiting = self.overrides.get(key)
+        if waiting is not None and self.listing_shows_metadata:  # else shown from memory, as after a chmod
+            carried = {"mode": metadata.mode, "uid": metadata.uid, "gid": metadata.gid}
+            done: dict[str, None] = {
+                name: None for name, value in carried.items() if value is not None and getattr(waiting, name) == value
+            }
+            if metadata.mtime is not None and waiting.mtime_ns is not None:
+                done["mtime_ns"] = None
+            if done:
+                self.overrides.update(key, **done)
+        return replace(entry, mode=metadata.mode, uid=metadata.uid, gid=metadata.gid, mtime=metadata.mtime)
 
     def _stored_metadata(self, key: str, entry: Entry) -> Entry:
         """*entry* of a value just stored, with the metadata written now or kept from before.
@@ -594,8 +708,9 @@ class Namespace:
         self.overrides.drop(key)
         fields = {"mode": stat.S_IMODE(mode), "uid": uid, "gid": gid}
         entry = DIRECTORY
-        if self.keeps_metadata and self.store.supports_directories:
+        if self.keeps_metadata and not self.metadata_in_uploads and self.store.supports_directories:
             # The creator's mode and owner, kept by the store (the mode comes after the umask).
+            # (Object stores: in memory, no request beyond the marker's; a chmod is kept.)
             try:
                 if self._write_metadata(key, fields):
                     entry = Entry(True, 0, time.time(), fields["mode"], uid, gid)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..store import KeyValueStore
+from ..store import KeyValueStore, Metadata
 from .binding import DIRECT_WRITES
 from .failures import FuseOSError, errno_for
 from .handles import Handle, LocalValues, MemoryBudget, OpenFile, StagedData
@@ -184,8 +184,10 @@ class OpenFiles:
         code = errno_for(error)
         file.failure = errno.EIO if code is None else code
 
-    def upload(self, file: OpenFile) -> Upload | None:
+    def upload(self, file: OpenFile, metadata: Metadata | None = None) -> Upload | None:
         """Store a dirty file's staged copy (None: nothing to store); the caller holds ``file.lock``.
+
+        *metadata* goes with the upload (see :meth:`KeyValueStore.put`).
 
         Raises what the store raises, keeping the copy. A file whose write failed
         (``failure``) is not uploaded: :class:`FuseOSError` with its errno.
@@ -196,7 +198,7 @@ class OpenFiles:
         if not file.dirty or key is None or staged is None or file.detached:
             return None
         started = time.time()
-        committed = staged.upload(self.store, key)
+        committed = staged.upload(self.store, key, metadata)
         file.placeholder = file.placeholder and staged.size == 0
         if committed:  # the staged file is the stored value now: the next write stages anew
             file.committed()

@@ -508,19 +508,23 @@ class KvfsOperations(mfusepy.Operations):
         # No open file: change the stored value directly, fetching only what is kept.
         started = time.time()
         data = self.store.get_range(key, 0, length) if length else b""
-        self.store.put(key, data + bytes(length - len(data)))
+        metadata = self.names.upload_metadata(key)
+        self.store.put(key, data + bytes(length - len(data)), metadata=metadata)
         self.names.modified(key)
-        self.names.stored(key, length, started)
+        self.names.stored(key, length, started, metadata=metadata)
         self._publish_stored(key)
         return 0
 
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; raises what the store raises, keeping the copy."""
         with file.lock:
-            upload = self.files.upload(file)
+            metadata = None
+            if file.key is not None and file.dirty:
+                metadata = self.names.upload_metadata(file.key, file.loaded)
+            upload = self.files.upload(file, metadata)
             if upload is None:
                 return
-            self.names.stored(upload.key, upload.size, upload.started)
+            self.names.stored(upload.key, upload.size, upload.started, metadata=metadata)
             self._publish_stored(upload.key)
             if self.names.read_cache.enabled and not upload.committed:
                 # Now, not at release: the kernel sends RELEASE after close() returns, and
@@ -780,9 +784,10 @@ class KvfsOperations(mfusepy.Operations):
             self.names.added(key, Entry(False, 0, time.time(), stat.S_IMODE(mode), kind=kind, rdev=rdev))
             return 0
         started = time.time()
-        self.store.put(key, b"")
+        metadata = self.names.creation_metadata(mode)
+        self.store.put(key, b"", metadata=metadata)
         self.names.created(key, mode)
-        self.names.stored(key, 0, started)
+        self.names.stored(key, 0, started, metadata=metadata)
         return 0
 
 

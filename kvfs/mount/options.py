@@ -34,6 +34,10 @@ class MountOptions:
     ``journal_fsync`` is False; ``transfers`` workers upload the changes in the
     background. See "Write-back" in ``docs/mount.rst``.
 
+    ``metadata_heads``: on a store that keeps modes, owners and times but whose listings
+    do not carry them (S3), ask each listed file's with one ``HEAD`` (in parallel), so
+    they show exactly right after a mount. See "Modes, owners and times".
+
     ``coordinate`` names a coordination engine (``redis://…`` or ``postgresql://…``)
     shared by every mount of the store: changes are announced to the others, theirs
     drop this mount's caches at once. ``coordinate_store`` is the
@@ -51,6 +55,7 @@ class MountOptions:
     listing_timeout: float = 1.0
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_dir: str | None = None
+    metadata_heads: bool = False
     read_cache_size: int = DEFAULT_READ_CACHE_SIZE
     allow_other: bool = False
     write_back: bool = False

@@ -11,12 +11,17 @@ hands a caller's file to an upload library the way those libraries need it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
-from collections.abc import Callable
+import re
+import stat
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from decimal import Decimal, InvalidOperation
 from typing import IO
 
 from ..errors import BackendError
+from ..store import Metadata
 
 #: Buffer of an opened value: how much a small read asks the stream for.
 READ_BUFFER_SIZE = 256 * 1024
@@ -35,6 +40,97 @@ class BucketStoreCapabilities:
     fast_level_listing = True
     listing_has_sizes = True
     supports_directories = True
+
+
+#: The user-metadata names of an object's mode, owner and mtime: those s3fs and rclone use
+#: (``x-amz-meta-mode`` on S3), so each reads what the other wrote.
+METADATA_NAMES = ("mode", "uid", "gid", "mtime")
+
+
+def metadata_fields(metadata: Metadata, *, directory: bool = False, rfc3339: bool = False) -> dict[str, str]:
+    """*metadata* as an object's user metadata, the way s3fs and rclone write it.
+
+    The mode is the decimal ``st_mode``, file type included (s3fs); the mtime is
+    seconds with up to nine decimals (s3fs, rclone's S3 backend) or, with *rfc3339*, an
+    RFC 3339 time with nanoseconds (rclone's GCS backend).
+    """
+    fields: dict[str, str] = {}
+    if metadata.mode is not None:
+        fields["mode"] = str((stat.S_IFDIR if directory else stat.S_IFREG) | metadata.mode)
+    if metadata.uid is not None:
+        fields["uid"] = str(metadata.uid)
+    if metadata.gid is not None:
+        fields["gid"] = str(metadata.gid)
+    if metadata.mtime is not None:
+        fields["mtime"] = _rfc3339(metadata.mtime) if rfc3339 else _decimal_seconds(metadata.mtime)
+    return fields
+
+
+def _decimal_seconds(when: float) -> str:
+    # The float's value to the nanosecond: ns / 1e9 would round up into the next second.
+    text = f"{Decimal(when).quantize(Decimal('1e-9')):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _rfc3339(when: float) -> str:
+    nanoseconds = int(Decimal(when).quantize(Decimal("1e-9")) * 1_000_000_000)
+    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction:09d}".rstrip("0") if fraction else "") + "Z"
+
+
+def parse_metadata(fields: Mapping[str, str] | None) -> Metadata:
+    """The mode, owner and mtime in an object's user metadata (see :func:`metadata_fields`).
+
+    Names are matched in any case (S3 servers differ); what is missing or cannot be read
+    is None. The mtime may be seconds (s3fs, rclone on S3) or RFC 3339 (rclone on GCS).
+    """
+    if not fields:
+        return Metadata()
+    lowered = {name.lower(): value for name, value in fields.items() if name.lower() in METADATA_NAMES}
+    if not lowered:
+        return Metadata()
+    mode = _integer(lowered.get("mode"))
+    return Metadata(
+        mode=None if mode is None else stat.S_IMODE(mode),
+        uid=_integer(lowered.get("uid")),
+        gid=_integer(lowered.get("gid")),
+        mtime=_time(lowered.get("mtime")),
+    )
+
+
+def _integer(text: str | None) -> int | None:
+    try:
+        value = int(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value >= 0 else None
+
+
+def _time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(Decimal(text))
+    except (InvalidOperation, ValueError):
+        return _rfc3339_seconds(text)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _rfc3339_seconds(text: str) -> float | None:
+    # datetime keeps microseconds only: the fraction is added with all its digits.
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    try:
+        moment = datetime.datetime.fromisoformat(whole + ("+00:00" if zone in ("Z", "z") else zone))
+    except ValueError:
+        return None
+    return float(Decimal(int(moment.timestamp())) + Decimal("0." + (fraction or "0")))
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)")
 
 
 class _StreamedValue(io.RawIOBase):
@@ -199,4 +295,12 @@ def open_streamed(
     return io.BufferedReader(raw, buffer_size)
 
 
-__all__ = ["READ_BUFFER_SIZE", "RangedStream", "UploadSource", "open_streamed"]
+__all__ = [
+    "METADATA_NAMES",
+    "READ_BUFFER_SIZE",
+    "RangedStream",
+    "UploadSource",
+    "metadata_fields",
+    "open_streamed",
+    "parse_metadata",
+]

@@ -12,8 +12,8 @@ from .._extras import require
 from ..errors import BackendError, InvalidKeyError, KeyNotFoundError, KeyTooLongError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild, run_parallel
-from . import BucketStoreCapabilities, UploadSource, open_streamed
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild, run_parallel
+from . import BucketStoreCapabilities, UploadSource, metadata_fields, open_streamed, parse_metadata
 
 boto3 = require("boto3", "s3")
 from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
@@ -171,10 +171,20 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     *url_valid_time* seconds (an hour when 0), or a plain URL when *public*, in which
     case values are also written with the ``public-read`` ACL.
 
+    Modes, owners and mtimes (``keeps_metadata``) are the object's user metadata
+    ``mode``, ``uid``, ``gid`` and ``mtime`` (``x-amz-meta-mode``, ..., as s3fs and
+    rclone write them), written with the value by ``put``, ``put_file`` and multipart
+    uploads (``metadata=``, no extra request); :meth:`set_metadata` copies the object
+    onto itself with new metadata. Only :meth:`stat` (a ``HEAD``) reads them back: an S3
+    listing carries no metadata (``listing_has_metadata`` is False).
+
     A missing object raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the
     server or the network does wrong (wrong credentials, no bucket, timeouts) raises
     :class:`~kvfs.errors.BackendError` with the server's message, never a credential.
     """
+
+    keeps_metadata = True
+    metadata_with_writes = True
 
     def __init__(
         self,
@@ -354,8 +364,69 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
         return True
 
     def _stat(self, key: str) -> KeyInfo:
-        head = self._head(key)
-        return KeyInfo(key, head["ContentLength"], head["LastModified"].timestamp())
+        return self._info(key, self._head(key))
+
+    @staticmethod
+    def _info(key: str, answer: dict[str, Any]) -> KeyInfo:
+        """What a HEAD's or GET's *answer* says of *key*: size, mtime (the kept one first), metadata."""
+        kept = parse_metadata(answer.get("Metadata"))
+        mtime = answer["LastModified"].timestamp() if kept.mtime is None else kept.mtime
+        return KeyInfo(key, answer["ContentLength"], mtime, mode=kept.mode, uid=kept.uid, gid=kept.gid)
+
+    def _upload_args(self, metadata: Metadata | None, *, directory: bool = False) -> dict[str, Any]:
+        """The write arguments, with *metadata* among the object's user metadata."""
+        if metadata is None:
+            return self._write_args
+        fields = {**self._write_args["Metadata"], **metadata_fields(metadata, directory=directory)}
+        return {**self._write_args, "Metadata": fields}
+
+    def _set_metadata(
+        self,
+        key: str,
+        *,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        mtime: float | None,
+        atime: float | None,
+    ) -> None:
+        # A copy of the object onto itself with the new metadata (REPLACE), as s3fs does:
+        # the HEAD gives what is kept already, and the content type the copy must repeat.
+        # A directory's metadata is kept on its marker (written again, or made).
+        name, directory = self._name(key), False
+        try:
+            head = self._head(key)
+        except KeyNotFoundError:
+            if not self._has_directory(key):
+                raise
+            name, directory = self._name(key) + DIRECTORY_MARKER_SUFFIX, True
+            try:
+                with _errors(key):
+                    head = self.client.head_object(Bucket=self.bucket_name, Key=name)
+            except KeyNotFoundError:
+                head = None
+        kept = {k: v for k, v in (head or {}).get("Metadata", {}).items()}
+        if mtime is None and head is not None and parse_metadata(kept).mtime is None:
+            # The copy gives the object a new LastModified: keep the time it shows now.
+            mtime = head["LastModified"].timestamp()
+        given = metadata_fields(Metadata(mode, uid, gid, mtime), directory=directory)
+        kept = {k: v for k, v in kept.items() if k.lower() not in given}
+        fields = {**kept, **given}
+        extra = {k: v for k, v in self._write_args.items() if k != "Metadata"}
+        with _errors(key):
+            if directory:  # a marker is empty: written again (some servers cannot copy one)
+                self.client.put_object(Bucket=self.bucket_name, Key=name, Body=b"", Metadata=fields, **extra)
+                return
+            if head.get("ContentType"):
+                extra["ContentType"] = head["ContentType"]
+            self.client.copy_object(
+                CopySource={"Bucket": self.bucket_name, "Key": name},
+                Bucket=self.bucket_name,
+                Key=name,
+                Metadata=fields,
+                MetadataDirective="REPLACE",
+                **extra,
+            )
 
     def _get_object(self, key: str, **options: Any) -> dict[str, Any]:
         with _errors(key):
@@ -367,6 +438,10 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             return body.read()
 
     def _open(self, key: str) -> IO[bytes]:
+        return self._open_with_info(key)[0]
+
+    def _open_with_info(self, key: str) -> tuple[IO[bytes], KeyInfo | None]:
+        # The GET's answer carries what a HEAD would: size, time and user metadata.
         first = self._get_object(key)
         etag = first["ETag"]
 
@@ -375,9 +450,8 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             response = self._get_object(key, Range=f"bytes={position}-", IfMatch=etag)
             return response["Body"]
 
-        return open_streamed(
-            first["ContentLength"], open_at, first_stream=first["Body"], errors=_errors
-        )
+        opened = open_streamed(first["ContentLength"], open_at, first_stream=first["Body"], errors=_errors)
+        return opened, self._info(key, first)
 
     def _get_range(self, key: str, start: int, length: int) -> bytes:
         with _errors(key):
@@ -394,25 +468,30 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             with response["Body"] as body:
                 return body.read()
 
-    def _put(self, key: str, data: bytes) -> str:
+    def _put(self, key: str, data: bytes, metadata: Metadata | None = None) -> str:
         if len(data) >= MULTIPART_THRESHOLD:
-            return self._put_file(key, io.BytesIO(data))
+            return self._put_file(key, io.BytesIO(data), metadata)
         with _errors():
             self.client.put_object(
-                Bucket=self.bucket_name, Key=self._name(key), Body=data, **self._write_args
+                Bucket=self.bucket_name, Key=self._name(key), Body=data, **self._upload_args(metadata)
             )
         return key
 
-    def _put_file(self, key: str, file: IO[bytes]) -> str:
+    def _put_file(self, key: str, file: IO[bytes], metadata: Metadata | None = None) -> str:
+        # The metadata travels with the PutObject, or a multipart upload's first request.
         with _errors():
             self.client.upload_fileobj(
                 UploadSource(file),
                 self.bucket_name,
                 self._name(key),
-                ExtraArgs=self._write_args,
+                ExtraArgs=self._upload_args(metadata),
                 Config=self._transfer,
             )
         return key
+
+    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
+        with open(filename, "rb") as file:
+            return self._put_file(key, file, metadata)
 
     def _copy(self, source: str, dest: str) -> str:
         copy_source = {"Bucket": self.bucket_name, "Key": self._name(source)}

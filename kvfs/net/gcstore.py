@@ -15,8 +15,8 @@ from .._extras import require
 from ..errors import BackendError, KeyNotFoundError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild
-from . import BucketStoreCapabilities, RangedStream, UploadSource, open_streamed
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild
+from . import BucketStoreCapabilities, RangedStream, UploadSource, metadata_fields, open_streamed, parse_metadata
 
 storage = require("google.cloud.storage", "gcs", "google-cloud-storage")
 import requests  # noqa: E402  (a dependency of google-cloud-storage)
@@ -92,10 +92,20 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
     account), and otherwise the object's media download URL, which works for public
     objects and emulators.
 
+    Modes, owners and mtimes (``keeps_metadata``) are the blob's custom metadata
+    ``mode``, ``uid``, ``gid`` and ``mtime`` (the mtime in RFC 3339, as rclone writes
+    it), sent with the upload of the value (``metadata=``, no extra request); listings
+    carry them (``listing_has_metadata``), and :meth:`set_metadata` patches them. A
+    directory's are kept on its marker, and shown by :meth:`describe`.
+
     A missing blob raises :class:`~kvfs.errors.KeyNotFoundError`; other failures
     (credentials, permissions, a missing bucket, the network) raise
     :class:`~kvfs.errors.BackendError` with the server's message.
     """
+
+    keeps_metadata = True
+    metadata_with_writes = True
+    listing_has_metadata = True
 
     def __init__(
         self,
@@ -201,30 +211,37 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
 
     def _iter_level(self, prefix: str, delimiter: str) -> Iterator[KeyInfo]:
         cut = len(self.prefix)
-        for page in self._pages(prefix, delimiter=delimiter):
+        # includeTrailingDelimiter lists each sub-directory's marker too, with its metadata.
+        for page in self._pages(prefix, delimiter=delimiter, include_trailing_delimiter=True):
+            markers = {}
             for blob in page:
                 name = blob.name[cut:]
-                if name != prefix:  # the directory's own marker
-                    yield KeyInfo(name, blob.size, _timestamp(blob.updated))
+                if name.endswith(delimiter) and delimiter not in name[len(prefix) : -len(delimiter)]:
+                    markers[name] = blob  # a marker, listed as a prefix below
+                elif name != prefix:  # the directory's own marker
+                    yield _info(name, blob)
             # A page's prefixes are known once its blobs have been read.
             for common in sorted(page.prefixes):
-                yield KeyInfo(common[cut:], is_prefix=True)
+                yield _directory_info(common[cut:], markers.get(common[cut:]))
 
     def _describe(self, key: str) -> KeyInfo | None:
         # One listing of the names that start with key (see Boto3Store._describe).
         cut, directory = len(self.prefix), key + DIRECTORY_MARKER_SUFFIX
-        found = None
-        for page in self._pages(key, delimiter=DIRECTORY_MARKER_SUFFIX):
+        found = marker = None
+        # includeTrailingDelimiter lists the marker key/ itself too, with its metadata.
+        for page in self._pages(key, delimiter=DIRECTORY_MARKER_SUFFIX, include_trailing_delimiter=True):
             names = []
             for blob in page:
                 name = blob.name[cut:]
                 names.append(name)
                 if name == key:
-                    found = KeyInfo(key, blob.size, _timestamp(blob.updated))
+                    found = _info(key, blob)
+                elif name == directory:  # the marker: the directory's metadata
+                    marker = blob
             # A page's prefixes are known once its blobs have been read.
             prefixes = [common[cut:] for common in page.prefixes]
             if directory in prefixes:
-                return KeyInfo(directory, is_prefix=True)
+                return _directory_info(directory, marker)
             names += prefixes
             if names and max(names) > directory:
                 break
@@ -242,8 +259,40 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
             return bool(self._blob(key).exists(**self._call))
 
     def _stat(self, key: str) -> KeyInfo:
-        blob = self._get_blob(key)
-        return KeyInfo(key, blob.size, _timestamp(blob.updated))
+        return _info(key, self._get_blob(key))
+
+    def _set_metadata(
+        self,
+        key: str,
+        *,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        mtime: float | None,
+        atime: float | None,
+    ) -> None:
+        # A patch of the blob's metadata (the value's, or a directory's marker, made
+        # where there is none); the fields not given stay.
+        fields = metadata_fields(Metadata(mode, uid, gid, mtime), rfc3339=True)
+        try:
+            blob = self._get_blob(key)
+        except KeyNotFoundError:
+            if not self._has_directory(key):
+                raise
+            fields = metadata_fields(Metadata(mode, uid, gid, mtime), directory=True, rfc3339=True)
+            with _errors(key):
+                blob = self.bucket.get_blob(self.prefix + key + DIRECTORY_MARKER_SUFFIX, **self._call)
+                if blob is None:
+                    marker = self._blob(key + DIRECTORY_MARKER_SUFFIX)
+                    marker.metadata = fields
+                    marker.upload_from_string(b"", content_type=_CONTENT_TYPE, **self._call)
+                    return
+        if mtime is None and parse_metadata(blob.metadata).mtime is None and blob.updated is not None:
+            # A patch moves the object's "updated" time: keep the time it shows now.
+            fields.update(metadata_fields(Metadata(mtime=blob.updated.timestamp()), rfc3339=True))
+        with _errors(key):
+            blob.metadata = {**(blob.metadata or {}), **fields}
+            blob.patch(**self._call)
 
     def _get(self, key: str) -> bytes:
         with _errors(key):
@@ -279,19 +328,25 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
 
         return open_streamed(found.size, open_at, buffer_size=READ_CHUNK_SIZE)
 
-    def _put(self, key: str, data: bytes) -> str:
+    def _put(self, key: str, data: bytes, metadata: Metadata | None = None) -> str:
         if len(data) >= CHUNK_SIZE:
-            return self._put_file(key, io.BytesIO(data))
+            return self._put_file(key, io.BytesIO(data), metadata)
+        blob = self._blob(key)
+        _carry(blob, metadata)
         with _errors():
-            self._blob(key).upload_from_string(data, content_type=_CONTENT_TYPE, **self._call)
+            blob.upload_from_string(data, content_type=_CONTENT_TYPE, **self._call)
         return key
 
-    def _put_file(self, key: str, file: IO[bytes]) -> str:
+    def _put_file(self, key: str, file: IO[bytes], metadata: Metadata | None = None) -> str:
+        blob = self._upload_blob(key)
+        _carry(blob, metadata)
         with _errors():
-            self._upload_blob(key).upload_from_file(
-                UploadSource(file), content_type=_CONTENT_TYPE, **self._call
-            )
+            blob.upload_from_file(UploadSource(file), content_type=_CONTENT_TYPE, **self._call)
         return key
+
+    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
+        with open(filename, "rb") as file:
+            return self._put_file(key, file, metadata)
 
     def _copy(self, source: str, dest: str) -> str:
         source_blob = self._blob(source)
@@ -328,6 +383,27 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
 
 def _timestamp(moment: datetime.datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
+
+
+def _carry(blob: Any, metadata: Metadata | None) -> None:
+    """Send *metadata* with *blob*'s upload (the upload's first request carries it)."""
+    if metadata is not None:
+        fields = metadata_fields(metadata, rfc3339=True)
+        if fields:
+            blob.metadata = fields
+
+
+def _info(key: str, blob: Any) -> KeyInfo:
+    """What *blob* (listed or fetched) says of the value *key*, its metadata included."""
+    kept = parse_metadata(blob.metadata)
+    mtime = _timestamp(blob.updated) if kept.mtime is None else kept.mtime
+    return KeyInfo(key, blob.size, mtime, mode=kept.mode, uid=kept.uid, gid=kept.gid)
+
+
+def _directory_info(key: str, marker: Any) -> KeyInfo:
+    """The directory *key* (ending in the delimiter), with its *marker*'s metadata if listed."""
+    kept = parse_metadata(None if marker is None else marker.metadata)
+    return KeyInfo(key, None, kept.mtime, is_prefix=True, mode=kept.mode, uid=kept.uid, gid=kept.gid)
 
 
 __all__ = ["CHUNK_SIZE", "GoogleCloudStore"]
