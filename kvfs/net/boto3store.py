@@ -13,7 +13,9 @@ from ..errors import BackendError, InvalidKeyError, KeyNotFoundError, KeyTooLong
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Rebuild, run_parallel
+from ..writer import ValueWriter
 from . import BucketStoreCapabilities, UploadSource, open_streamed
+from .s3writer import MultipartWriter
 
 boto3 = require("boto3", "s3")
 from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
@@ -171,10 +173,20 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     *url_valid_time* seconds (an hour when 0), or a plain URL when *public*, in which
     case values are also written with the ``public-read`` ACL.
 
+    :meth:`open_writer` streams (``streams_writes``): a value written in order goes up in
+    parts of :attr:`part_size` bytes (growing after every 1,000 parts) while it is written,
+    at most :data:`MAX_CONCURRENCY` at once, and appears at the close (see
+    :class:`~kvfs.net.s3writer.MultipartWriter`).
+
     A missing object raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the
     server or the network does wrong (wrong credentials, no bucket, timeouts) raises
     :class:`~kvfs.errors.BackendError` with the server's message, never a credential.
     """
+
+    #: Values are sent while they are written (see :meth:`open_writer`).
+    streams_writes = True
+    #: The size of a streamed upload's parts (S3's least is 5 MiB) for its first 1,000 parts.
+    part_size: int = PART_SIZE
 
     def __init__(
         self,
@@ -413,6 +425,18 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                 Config=self._transfer,
             )
         return key
+
+    def _open_writer(self, key: str) -> ValueWriter:
+        return MultipartWriter(
+            key,
+            client=self.client,
+            bucket=self.bucket_name,
+            name=self._name(key),
+            write_args=self._write_args,
+            errors=_errors,
+            part_size=self.part_size,
+            concurrency=MAX_CONCURRENCY,
+        )
 
     def _copy(self, source: str, dest: str) -> str:
         copy_source = {"Bucket": self.bucket_name, "Key": self._name(source)}
