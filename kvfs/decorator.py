@@ -209,7 +209,9 @@ class KeyTransformingDecorator(StoreDecorator):
     streams_writes = _forwarded("streams_writes")
 
     def _open_writer(self, key: str) -> ValueWriter:
-        return self._dstore.open_writer(self._map_key(key))
+        writer = self._dstore.open_writer(self._map_key(key))
+        writer.key = key  # named as the caller knows it; writers store under their own
+        return writer
 
     def _delete_many(self, keys: list[str]) -> None:
         # A plain mapping of keys: the wrapped store's batches (S3's DeleteObjects) apply.

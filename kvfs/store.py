@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, ClassVar, TypeVar, Union
 
-from .errors import InvalidKeyError, InvalidLinkTargetError, InvalidValueError, KeyNotFoundError
+from .errors import InvalidKeyError, InvalidLinkTargetError, InvalidValueError, KeyNotFoundError, ReadOnlyError
 from .keys import _KNOWN_VALID, MAX_KEY_LENGTH, SHORT_KEY_LENGTH, SEPARATOR, check_key, check_prefix
 from .writer import StagedValueWriter, ValueWriter
 
@@ -685,6 +685,8 @@ class KeyValueStore:
         :class:`~kvfs.writer.ValueWriter`).
         """
         self._check_valid_key(key)
+        if not self.supports_writes:
+            raise ReadOnlyError(f"cannot open a writer: {type(self).__name__} is read-only")
         return self._open_writer(key)
 
     def sync(self, key: str) -> None:

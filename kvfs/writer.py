@@ -43,7 +43,7 @@ class ValueWriter:
     memory: int = 0
 
     def __init__(self, key: str) -> None:
-        #: The key the value is stored under.
+        #: The key the value is stored under (as the caller named it).
         self.key = key
         #: Bytes written so far.
         self.written = 0
@@ -143,6 +143,7 @@ class StagedValueWriter(ValueWriter):
     def __init__(self, store: KeyValueStore, key: str) -> None:
         super().__init__(key)
         self._store = store
+        self._target = key  # the store's own key (``key`` is the caller's, a decorator's view)
         self._staged = store.supports_staging
         self._file: IO[bytes] | Any
         if self._staged:
@@ -155,10 +156,10 @@ class StagedValueWriter(ValueWriter):
 
     def _commit(self) -> None:
         if self._staged:
-            self._store._commit_staging_file(self.key, self._file)  # closes it
+            self._store._commit_staging_file(self._target, self._file)  # closes it
             return
         self._file.seek(0)
-        self._store._put_file(self.key, self._file)
+        self._store._put_file(self._target, self._file)
         self._file.close()
 
     def _abort(self) -> None:
