@@ -62,7 +62,10 @@ class MultipartWriter(ValueWriter):
         self._errors = errors
         self._part_size = part_size
         self.memory = (concurrency + 1) * part_size
+        # The part being filled, allocated whole and handed to the upload as it is: the
+        # bytes are copied once, from the caller's data into it.
         self._buffer = bytearray()
+        self._filled = 0
         self._upload_id: str | None = None
         self._next_part = 1
         self._etags: dict[int, str] = {}
@@ -85,19 +88,23 @@ class MultipartWriter(ValueWriter):
     def _write(self, data: memoryview) -> None:
         self._raise_failure()
         while data:
-            room = self._current_part_size() - len(self._buffer)
-            self._buffer += data[:room]
-            data = data[room:]
-            if len(self._buffer) >= self._current_part_size():
+            size = self._current_part_size()
+            if not self._buffer:  # a new part (the size changes only between parts)
+                self._buffer = bytearray(size)
+            count = min(size - self._filled, len(data))
+            self._buffer[self._filled : self._filled + count] = data[:count]
+            self._filled += count
+            data = data[count:]
+            if self._filled == size:
                 self._send_part()
 
     def _commit(self) -> None:
         if self._upload_id is None:  # smaller than a part: one request
             with self._errors():
-                self._client.put_object(Bucket=self._bucket, Key=self._name, Body=bytes(self._buffer), **self._write_args)
-            self._buffer = bytearray()
+                self._client.put_object(Bucket=self._bucket, Key=self._name, Body=self._filled_part(), **self._write_args)
+            self._buffer, self._filled = bytearray(), 0
             return
-        if self._buffer:
+        if self._filled:
             self._send_part()  # the last part may be smaller than the others
         self._wait()
         self._raise_failure()
@@ -109,7 +116,7 @@ class MultipartWriter(ValueWriter):
         self._shut_down()
 
     def _abort(self) -> None:
-        self._buffer = bytearray()
+        self._buffer, self._filled = bytearray(), 0
         for future in self._in_flight:
             future.cancel()
         self._wait()  # a part still uploading would outlive the abort (S3 keeps it)
@@ -135,7 +142,8 @@ class MultipartWriter(ValueWriter):
         self._slots.acquire()  # at most `concurrency` parts in flight: this bounds memory
         try:
             self._raise_failure()
-            data, self._buffer = bytes(self._buffer), bytearray()
+            data = self._filled_part()
+            self._buffer, self._filled = bytearray(), 0
             number = self._next_part
             assert self._pool is not None
             future = self._pool.submit(self._upload_part, number, data)
@@ -146,7 +154,13 @@ class MultipartWriter(ValueWriter):
         self._in_flight = [part for part in self._in_flight if not part.done()]
         self._in_flight.append(future)
 
-    def _upload_part(self, number: int, data: bytes) -> None:
+    def _filled_part(self) -> bytes | bytearray:
+        """What the part buffer holds: itself when full (no copy), else a copy of its start."""
+        if self._filled == len(self._buffer):
+            return self._buffer
+        return bytes(memoryview(self._buffer)[: self._filled])
+
+    def _upload_part(self, number: int, data: bytes | bytearray) -> None:
         try:
             if self._failure is not None:
                 return  # the upload is lost anyway
