@@ -175,7 +175,7 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
 
     :meth:`open_writer` streams (``streams_writes``): a value written in order goes up in
     parts of :attr:`part_size` bytes (growing after every 1,000 parts) while it is written,
-    at most :data:`MAX_CONCURRENCY` at once, and appears at the close (see
+    at most :attr:`stream_concurrency` at once, and appears at the close (see
     :class:`~kvfs.net.s3writer.MultipartWriter`).
 
     A missing object raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the
@@ -187,6 +187,9 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     streams_writes = True
     #: The size of a streamed upload's parts (S3's least is 5 MiB) for its first 1,000 parts.
     part_size: int = PART_SIZE
+    #: Parts of a streamed upload in flight at once (boto3's own transfers send 10):
+    #: with :attr:`part_size` this bounds a writer's memory, 72 MiB by default.
+    stream_concurrency: int = 8
 
     def __init__(
         self,
@@ -435,7 +438,7 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             write_args=self._write_args,
             errors=_errors,
             part_size=self.part_size,
-            concurrency=MAX_CONCURRENCY,
+            concurrency=self.stream_concurrency,
         )
 
     def _copy(self, source: str, dest: str) -> str:
