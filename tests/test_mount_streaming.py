@@ -173,3 +173,45 @@ def test_failed_part_fails_the_close_and_stores_nothing(mnt: pathlib.Path, s3: B
             os.close(fd)
     assert s3.get("doomed.bin") == b"old value"
     assert uploads(s3, "doomed.bin") == []
+
+
+def test_fsync_stores_what_was_streamed_and_later_writes_follow(mnt: pathlib.Path, s3: Boto3Store) -> None:
+    first, second = os.urandom(12 * MiB), os.urandom(3 * MiB)
+    fd = os.open(mnt / "synced.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, first)
+        os.fsync(fd)
+        assert s3.get("synced.bin") == first
+        assert uploads(s3, "synced.bin") == []
+        os.write(fd, second)
+    finally:
+        os.close(fd)
+    assert s3.get("synced.bin") == first + second
+
+
+def test_unlinked_while_streamed_stores_nothing(mnt: pathlib.Path, s3: Boto3Store) -> None:
+    fd = os.open(mnt / "gone.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, os.urandom(12 * MiB))
+        assert uploads(s3, "gone.bin")
+        os.unlink(mnt / "gone.bin")
+        assert uploads(s3, "gone.bin") == []
+        with pytest.raises(OSError) as raised:
+            os.write(fd, b"more")
+        assert raised.value.errno == errno.EIO
+    finally:
+        os.close(fd)
+    assert "gone.bin" not in s3
+    assert not (mnt / "gone.bin").exists()
+
+
+def test_write_back_mount_does_not_stream(s3: Boto3Store, tmp_path: pathlib.Path) -> None:
+    data = os.urandom(SIZE // 2)
+    options = {"write_back": True, "journal_dir": str(tmp_path / "journal")}
+    with mount_store(s3, tmp_path / "wb", **options) as mnt:
+        with open(mnt / "journaled.bin", "wb") as out:
+            out.write(data)
+            out.flush()
+            assert uploads(s3, "journaled.bin") == []  # the journal has it, at close
+        assert (mnt / "journaled.bin").read_bytes() == data
+    assert s3.get("journaled.bin") == data

@@ -406,6 +406,7 @@ class KvfsOperations(mfusepy.Operations):
                 if file.streamed is not None:
                     if offset >= file.streamed.size:
                         return 0
+                    log.debug("%s read while streamed: its upload is completed first", file.key)
                     self._upload(file)  # what was streamed is read back from the store
         if file.staged is not None:
             with file.lock:
@@ -435,6 +436,7 @@ class KvfsOperations(mfusepy.Operations):
             if file.streamed is not None:
                 if self._write_streamed(file, offset if not handle.append else file.streamed.size, data):
                     return len(data)
+                log.debug("%s written at %d, before the end of its streamed upload: completed first", file.key, offset)
                 self._upload(file)  # a write before the end: the store gets what was sent first
             first = not file.dirty
             local_copy = None
