@@ -215,3 +215,20 @@ def test_write_back_mount_does_not_stream(s3: Boto3Store, tmp_path: pathlib.Path
             assert uploads(s3, "journaled.bin") == []  # the journal has it, at close
         assert (mnt / "journaled.bin").read_bytes() == data
     assert s3.get("journaled.bin") == data
+
+
+def test_gcs_streams_through_a_resumable_upload(tmp_path: pathlib.Path, cache_dir: pathlib.Path) -> None:
+    store = make_store("gcs", tmp_path)
+    data = os.urandom(SIZE // 2)
+    with mount_store(store, tmp_path / "gcs", cache_dir=str(cache_dir), read_cache_size=0) as mnt:
+        with open(mnt / "big.bin", "wb") as out:
+            for chunk in chunks(data):
+                out.write(chunk)
+            out.flush()
+            assert local_bytes_in(cache_dir) == 0, "a streamed file was staged on local disk"
+            assert "big.bin" not in store, "the object appeared before the close"
+        assert store.get("big.bin") == data
+        with open(mnt / "big.bin", "r+b") as out:  # not truncated: staged as before
+            out.seek(5)
+            out.write(b"patched")
+        assert store.get("big.bin") == data[:5] + b"patched" + data[12:]
