@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from .handles import CHUNK, Handle, LocalValues, MemoryBudget, OpenFile, StagedD
 from .paths import parent_key
 from .readcache import CachedValue
 from .streaming import STREAM_THRESHOLD, StreamedData
+
+log = logging.getLogger("kvfs.mount")
 
 
 @dataclass(frozen=True)
@@ -220,10 +223,10 @@ class OpenFiles:
         if not self.store.streams_writes:
             file.sequential = False
             return None
+        file.sequential = False  # unless streaming begins below
         writer = self.store.open_writer(file.key)
         if not self.budget.take(writer.memory):
             writer.abort()  # nothing was sent yet
-            file.sequential = False
             return None
         streamed = StreamedData(writer, self.budget, writer.memory)
         try:
@@ -232,9 +235,12 @@ class OpenFiles:
                 while writer.written < staged.size:
                     count = staged.read_into(writer.written, view)
                     writer.write(view[:count])
-        except BaseException:
+        except Exception as error:
+            # The staged copy is whole: the file goes on staged, uploaded at its close.
             streamed.abort()
-            raise
+            log.debug("%s not streamed: %s", file.key, error)
+            return None
+        file.sequential = True
         file.drop_staged()
         file.streamed = streamed
         return streamed

@@ -2,8 +2,8 @@
 
 A file whose content starts empty (a new file, ``O_TRUNC``) and is written at
 increasing offsets is staged as any other (:class:`~kvfs.mount.handles.StagedData`)
-until it reaches :data:`STREAM_THRESHOLD` bytes. On a store with ``streams_writes`` (S3)
-the mount then opens a :class:`~kvfs.writer.ValueWriter`, hands it what was staged, and
+until it reaches :data:`STREAM_THRESHOLD` bytes. On a store with ``streams_writes`` (S3,
+GCS) the mount then opens a :class:`~kvfs.writer.ValueWriter`, hands it what was staged, and
 from then on every write goes straight to it (:class:`StreamedData`): the writer sends
 parts in the background, holding at most ``writer.memory`` bytes (taken from the
 mount's memory budget, ``--cache-size``), so the file never is on local disk and its
