@@ -61,7 +61,7 @@ class ValueWriter:
         data that is not bytes-like, and what the store raises (then the writer is aborted).
         """
         if self._state != "open":
-            raise ValueError(f"cannot write to a {self._state} writer of {self.key!r}")
+            raise ValueError(f"cannot write: the writer of {self.key!r} is {self._state}")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"a writer takes bytes-like data, not {type(data).__name__}")
         with memoryview(data) as view, view.cast("B") as octets:
