@@ -29,6 +29,7 @@ from .errors import InvalidKeyError, KeyTooLongError, ReadOnlyError
 from .keys import SEPARATOR, check_key, check_prefix
 from .mixins import TTL
 from .store import CAPABILITY_FLAGS, HOOKS, FileOrFilename, Hook, KeyInfo, KeyValueStore, Metadata
+from .writer import ValueWriter
 
 
 def _forwarded(flag: str) -> Any:
@@ -55,7 +56,10 @@ class StoreDecorator(KeyValueStore):
     # Every capability flag and key limit is the wrapped store's (installed below, from
     # the core's CAPABILITY_FLAGS), except staging: a staged file would reach the
     # wrapped store without passing through the decorator, so decorators never offer it.
+    # Nor streamed writes: their writer is the core's, storing through the decorator's
+    # put_file at the close (key-mapping decorators pass the wrapped store's on).
     supports_staging = False
+    streams_writes = False
 
     def __init__(self, store: KeyValueStore) -> None:
         self._dstore = store
@@ -221,6 +225,15 @@ class KeyTransformingDecorator(StoreDecorator):
 
     def _describe_root(self) -> KeyInfo | None:
         return None  # the view's root is a part of the wrapped store: not known here
+
+    # Values are stored as they are, under a mapped key: the wrapped store's writer
+    # (S3's streamed multipart upload) serves, and what it can do shows.
+    streams_writes = _forwarded("streams_writes")
+
+    def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
+        writer = self._dstore.open_writer(self._map_key(key), metadata=metadata)
+        writer.key = key  # named as the caller knows it; writers store under their own
+        return writer
 
     def _delete_many(self, keys: list[str]) -> None:
         # A plain mapping of keys: the wrapped store's batches (S3's DeleteObjects) apply.

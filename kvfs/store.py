@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, ClassVar, TypeVar, Union
 
-from .errors import InvalidKeyError, InvalidLinkTargetError, InvalidValueError, KeyNotFoundError
+from .errors import InvalidKeyError, InvalidLinkTargetError, InvalidValueError, KeyNotFoundError, ReadOnlyError
 from .keys import _KNOWN_VALID, MAX_KEY_LENGTH, SHORT_KEY_LENGTH, SEPARATOR, check_key, check_prefix
+from .writer import StagedValueWriter, ValueWriter
 
 #: A file name or an open binary file, as ``get_file``/``put_file`` accept.
 FileOrFilename = Union[str, "os.PathLike[str]", IO[bytes], BinaryIO]
@@ -167,6 +168,9 @@ HOOKS: dict[str, Hook] = {
     "_describe": Hook("describe", result="info"),
     "_new_staging_file": Hook("new_staging_file"),
     "_commit_staging_file": Hook("commit_staging_file", ("key", ""), "key", writes=True),
+    # Not forwarded: a decorator's writer is the core's, which stores through the
+    # decorator's own put_file (a transformed value, a cache dropping its copy).
+    "_open_writer": Hook("open_writer", writes=True, forwarded=False),
     "_sync": Hook("sync"),
     "_check": Hook("check", ()),
     "_set_metadata": Hook("set_metadata", writes=True),
@@ -188,6 +192,7 @@ CAPABILITY_FLAGS: tuple[str, ...] = (
     "allows_key_and_prefix",
     "ttl_support",
     "supports_staging",
+    "streams_writes",
     "is_remote",
     "keeps_metadata",
     "metadata_with_writes",
@@ -284,6 +289,10 @@ class KeyValueStore:
     #: gives a new local file and :meth:`commit_staging_file` makes it a key's value
     #: atomically, without copying it (a rename where values are local files).
     supports_staging: ClassVar[bool] = False
+    #: :meth:`open_writer` sends the value while it is written (S3: a multipart upload
+    #: whose parts go in the background), holding a bounded amount in memory, rather
+    #: than collecting it on local disk until the close.
+    streams_writes: ClassVar[bool] = False
     #: Every call is a round trip to a server over the network (S3, GCS, Redis, a
     #: database server): worth saving even at the cost of a bigger answer.
     is_remote: ClassVar[bool] = False
@@ -749,6 +758,30 @@ class KeyValueStore:
             return self._commit_staging_file(key, file)
         return self._write_with_metadata(self._commit_staging_file, key, file, metadata)
 
+    def open_writer(self, key: str, *, metadata: Metadata | None = None) -> ValueWriter:
+        """A :class:`~kvfs.writer.ValueWriter` for a new value of *key*, written in order.
+
+        ``write`` appends bytes, ``close()`` stores them as the value of *key*,
+        atomically, as ``put`` does (the old value stays until then; nothing half
+        written is ever visible), and ``abort()`` discards them. Every store has one:
+        by default the value is collected in a local file (the store's staging file
+        where it has one) and stored at the close; a store with ``streams_writes``
+        sends it while it is written (S3: parts of a multipart upload) and keeps only
+        ``writer.memory`` bytes at most. Raises what ``put`` raises for the key
+        (``ValueError`` for an invalid one, :class:`~kvfs.errors.ReadOnlyError` on a
+        read-only store); the writer raises the store's failures (see
+        :class:`~kvfs.writer.ValueWriter`). *metadata* is stored with the value as
+        :meth:`put` stores it (``TypeError`` for anything but a :class:`Metadata`).
+        """
+        self._check_valid_key(key)
+        if metadata is not None and not isinstance(metadata, Metadata):
+            raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+        if not self.supports_writes:
+            raise ReadOnlyError(f"cannot open a writer: {type(self).__name__} is read-only")
+        if metadata is None or not self.keeps_metadata:
+            return self._open_writer(key)
+        return self._open_writer(key, metadata=metadata)
+
     def sync(self, key: str) -> None:
         """Make what is stored under *key* durable: its value, or its absence after a delete.
 
@@ -908,6 +941,13 @@ class KeyValueStore:
     def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
         """Store *file* as *key* atomically and close it (stores with ``supports_staging`` override)."""
         raise NotImplementedError
+
+    def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
+        """A writer of *key*'s new value; stores that stream uploads override (``streams_writes``).
+
+        *metadata* (only given where ``keeps_metadata``) goes with the value.
+        """
+        return StagedValueWriter(self, key, metadata)
 
     def _set_metadata(
         self,

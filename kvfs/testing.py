@@ -1057,6 +1057,14 @@ class StoreContract:
                 return store.commit_staging_file(key, staged, metadata=metadata)
 
             writes["commit_staging_file"] = commit
+
+        def write_in_order(key: str) -> str:
+            with store.open_writer(key, metadata=metadata) as writer:
+                writer.write(b"writ")
+                writer.write(b"ten")
+            return key
+
+        writes["open_writer"] = write_in_order
         for number, (name, write) in enumerate(writes.items()):
             key = f"d/m{number}"
             assert write(key) == key, name
@@ -1150,6 +1158,70 @@ class StoreContract:
         store.sync("never/stored")
         assert "d/k" not in store
 
+    # ------------------------------------------------------------------ writers
+
+    def test_writer_stores_at_close_only(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("d/k", b"old")
+        writer = store.open_writer("d/k")
+        assert writer.key == "d/k" and not writer.closed
+        assert writer.write(b"new ") == 4
+        assert writer.write(bytearray(b"value, ")) == 7
+        assert writer.write(memoryview(b"in parts")) == 8
+        assert writer.write(b"") == 0
+        assert store.get("d/k") == b"old", "a writer changed the value before its close"
+        if _lists(store):
+            assert store.keys() == ["d/k"], "a writer's value is listed before its close"
+        writer.close()
+        assert writer.closed and writer.written == 19
+        assert store.get("d/k") == b"new value, in parts"
+        writer.close()  # closing again does nothing
+        with pytest.raises(ValueError):
+            writer.write(b"more")
+        with store.open_writer("empty") as empty:
+            pass
+        assert empty.closed and store.get("empty") == b""
+
+    def test_writer_aborted_stores_nothing(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        store.put("k", b"old")
+        writer = store.open_writer("k")
+        writer.write(b"discarded")
+        writer.abort()
+        writer.abort()  # again: nothing
+        assert store.get("k") == b"old"
+        with pytest.raises(ValueError):
+            writer.write(b"more")
+        with pytest.raises(ValueError):
+            writer.close()
+        with pytest.raises(RuntimeError), store.open_writer("new") as failing:
+            failing.write(b"half")
+            raise RuntimeError("the producer failed")
+        assert failing.closed and "new" not in store
+        if _lists(store):
+            assert store.keys() == ["k"]
+
+    def test_writer_validates_key_and_data(self, store: KeyValueStore) -> None:
+        _require_writes(store)
+        for key in self.invalid_keys.values():
+            with pytest.raises(ValueError):
+                store.open_writer(key)  # type: ignore[arg-type]
+        with store.open_writer("k") as writer, pytest.raises(TypeError):
+            writer.write("text")  # type: ignore[arg-type]
+
+    def test_writer_streams_a_large_value(self, store: KeyValueStore) -> None:
+        """The suite's large value, written in 1 MiB pieces (S3: a multipart upload)."""
+        _require_writes(store)
+        value = random_bytes(self.large_value_size, seed=2)
+        with store.open_writer("large") as writer:
+            for start in range(0, len(value), MiB):
+                writer.write(value[start : start + MiB])
+            assert "large" not in store
+        if store.streams_writes:
+            assert writer.memory > 0, "a streaming writer gives no bound of its buffers"
+        assert store.stat("large").size == len(value)
+        assert store.get("large") == value
+
     # ------------------------------------------------------------------ staging
 
     def test_staging_file_is_stored_by_commit_only(self, store: KeyValueStore) -> None:
@@ -1235,6 +1307,7 @@ class StoreContract:
             lambda: store.put("key", b"value"),
             lambda: store.put_file("key", io.BytesIO(b"value")),
             lambda: store.delete("key"),
+            lambda: store.open_writer("key"),
         ):
             with pytest.raises(ReadOnlyError):
                 call()

@@ -49,7 +49,7 @@ COUNTED_METHODS = (
     "put", "put_file", "get", "get_file", "open", "get_range", "stat", "__contains__",
     "iter_level", "iter_keys", "keys", "iter_prefixes", "copy", "move", "delete",
     "put_directory", "delete_directory", "has_directory", "new_staging_file",
-    "commit_staging_file", "delete_many", "move_directory",
+    "commit_staging_file", "delete_many", "move_directory", "open_writer",
 )  # fmt: skip
 
 
@@ -78,8 +78,9 @@ class CountingStore(StoreDecorator):
     another (``keys`` on ``iter_keys``) counts once.
 
     Unlike :class:`~kvfs.decorator.StoreDecorator`, it forwards ``supports_staging``,
-    the staging methods and the bulk operations too: it changes no value, so the mount may write into the
-    wrapped store's staging files, as it would without the counting.
+    the staging methods, ``streams_writes`` with ``open_writer`` and the bulk operations
+    too: it changes no value, so the mount may write into the wrapped store's staging
+    files and writers, as it would without the counting.
     """
 
     def __init__(self, store: KeyValueStore, counts: Counts) -> None:
@@ -91,6 +92,14 @@ class CountingStore(StoreDecorator):
     def supports_staging(self) -> bool:  # type: ignore[override]
         """The wrapped store's ``supports_staging``."""
         return self._dstore.supports_staging
+
+    @property
+    def streams_writes(self) -> bool:  # type: ignore[override]
+        """The wrapped store's ``streams_writes``."""
+        return self._dstore.streams_writes
+
+    def _open_writer(self, key: str) -> Any:
+        return self._dstore.open_writer(key)
 
     def _new_staging_file(self, key: str) -> IO[bytes]:
         return self._dstore.new_staging_file(key)

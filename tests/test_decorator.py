@@ -607,12 +607,33 @@ def test_read_only_decorator_refuses_every_writing_hook(name: str) -> None:
     assert spy.calls == []
 
 
-@pytest.mark.parametrize("flag", [flag for flag in CAPABILITY_FLAGS if flag != "supports_staging"])
+@pytest.mark.parametrize("flag", [flag for flag in CAPABILITY_FLAGS if flag not in ("supports_staging", "streams_writes")])
 def test_store_decorator_reports_every_flag_of_the_wrapped_store(flag: str) -> None:
     store = DictStore()
     value = 77 if flag.startswith("max_") else not getattr(store, flag)
     setattr(store, flag, value)
     assert getattr(StoreDecorator(store), flag) == value
+
+
+def test_decorators_write_through_themselves_and_key_mappers_stream() -> None:
+    # A streaming writer would reach the wrapped store without passing through the
+    # decorator (a cache keeping its copy, a MAC added): decorators use the core's
+    # writer, which stores through their own put_file; a key mapping changes no value.
+    store = DictStore()
+    store.streams_writes = True  # type: ignore[misc]
+    assert not StoreDecorator(store).streams_writes
+    assert not ReadOnlyDecorator(store).streams_writes
+    assert PrefixDecorator("p/", store).streams_writes
+    with StoreDecorator(store).open_writer("k") as writer:
+        writer.write(b"value")
+    assert store.get("k") == b"value"
+    prefixed = PrefixDecorator("p/", store)
+    with prefixed.open_writer("k") as writer:
+        writer.write(b"mapped")
+    assert store.get("p/k") == b"mapped"
+    assert writer.closed
+    with pytest.raises(ReadOnlyError):
+        ReadOnlyDecorator(store).open_writer("k")
 
 
 def test_decorators_never_offer_staging() -> None:

@@ -202,3 +202,30 @@ def test_metadata_is_rclone_custom_metadata(store: GoogleCloudStore) -> None:
     assert info.mode == 0o644 and abs(info.last_modified - 1_609_556_645.123457) < 1e-5  # type: ignore[operator]
     (listed,) = [entry for entry in store.iter_level("") if entry.key == "theirs"]
     assert listed == info  # the listing carries the metadata
+
+def test_writer_sends_chunks_while_written_and_stores_at_close(emulator: str) -> None:
+    traffic = Traffic()
+    store = _store(client=traffic.client())
+    value = random_bytes(2 * CHUNK_SIZE + 1000, seed=8)
+    writer = store.open_writer("streamed")
+    for start in range(0, len(value), MiB):
+        writer.write(value[start : start + MiB])
+    chunks = [url for method, url, _ in traffic.calls if method == "PUT"]
+    assert len(chunks) == 2, "the full chunks were not sent while written"
+    assert "streamed" not in store
+    writer.close()
+    assert store.get("streamed") == value
+
+
+def test_writer_dropped_or_aborted_stores_nothing(store: GoogleCloudStore) -> None:
+    import gc
+
+    value = random_bytes(CHUNK_SIZE + 1000, seed=9)
+    writer = store.open_writer("aborted")
+    writer.write(value)
+    writer.abort()
+    dropped = store.open_writer("dropped")
+    dropped.write(value)
+    del dropped, writer
+    gc.collect()
+    assert store.keys() == []

@@ -423,3 +423,96 @@ def test_a_multipart_upload_carries_the_metadata() -> None:
     store.put_file("big", io.BytesIO(big), metadata=Metadata(mode=0o604, mtime=1_650_000_000.5))
     info = store.stat("big")
     assert (info.mode, info.size, info.last_modified) == (0o604, len(big), 1_650_000_000.5)
+
+# ---------------------------------------------------------------------- streamed writes
+
+
+def _uploads(store: Boto3Store, key: str) -> list[dict[str, Any]]:
+    """The multipart uploads in progress for *key*."""
+    answer = store.client.list_multipart_uploads(Bucket=BUCKET, Prefix=store.prefix + key)
+    return [upload for upload in answer.get("Uploads", []) if upload["Key"] == store.prefix + key]
+
+
+@pytest.mark.timeout(300)
+def test_writer_sends_parts_before_the_close() -> None:
+    store = _store("moto")
+    store.part_size = 5 * MiB  # S3's least
+    store.stream_concurrency = 2
+    value = random_bytes(40 * MiB, seed=11)
+    writer = store.open_writer("big")
+    for start in range(0, len(value), MiB):
+        writer.write(value[start : start + MiB])
+    # Eight parts were handed over, at most two in flight: the others are in the bucket.
+    (upload,) = _uploads(store, "big")
+    parts = store.client.list_parts(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"]
+    assert len(parts) >= 6
+    assert "big" not in store, "the object appeared before the close"
+    assert writer.memory == 3 * 5 * MiB
+    writer.close()
+    head = store.client.head_object(Bucket=BUCKET, Key=store.prefix + "big")
+    assert head["ETag"].strip('"').endswith("-8")
+    assert store.get("big") == value
+    assert _uploads(store, "big") == []
+
+
+def test_a_streamed_upload_carries_the_metadata() -> None:
+    store = _store("moto")
+    store.part_size = 5 * MiB
+    with store.open_writer("streamed", metadata=Metadata(mode=0o600, uid=7, gid=8, mtime=1_650_000_000.5)) as writer:
+        for _ in range(11):
+            writer.write(b"s" * MiB)
+    head = store.client.head_object(Bucket=BUCKET, Key=store.prefix + "streamed")
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart upload
+    info = store.stat("streamed")
+    assert (info.mode, info.uid, info.gid, info.last_modified, info.size) == (0o600, 7, 8, 1_650_000_000.5, 11 * MiB)
+
+
+def test_writer_of_a_small_value_is_one_put(server: str) -> None:
+    store = _store(server)
+    requests = Requests(store.client)
+    with store.open_writer("small") as writer:
+        writer.write(b"x" * (PART_SIZE - 1))
+    assert requests.operations == ["PutObject"]
+    assert store.get("small") == b"x" * (PART_SIZE - 1)
+
+
+def test_writer_aborted_leaves_no_object_and_no_upload() -> None:
+    store = _store("moto")
+    store.put("k", b"old")
+    writer = store.open_writer("k")
+    writer.write(random_bytes(2 * PART_SIZE + MiB, seed=12))
+    assert _uploads(store, "k")
+    writer.abort()
+    assert _uploads(store, "k") == []
+    assert store.get("k") == b"old"
+
+
+def test_writer_failing_part_aborts_and_stores_nothing() -> None:
+    store = _store("moto")
+    writer = store.open_writer("k")
+    writer.write(random_bytes(PART_SIZE + 1, seed=13))
+    (upload,) = _uploads(store, "k")
+    # The server forgets the upload: the next parts and the completion fail.
+    store.client.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+    with pytest.raises(BackendError):  # moto answers such a part with a 500
+        for _ in range(4):
+            writer.write(random_bytes(PART_SIZE, seed=14))
+        writer.close()
+    assert writer.closed
+    assert "k" not in store
+    assert _uploads(store, "k") == []
+
+
+def test_decorators_stream_only_what_they_do_not_change() -> None:
+    store = _store("moto")
+    assert store.streams_writes and PrefixDecorator("p/", store).streams_writes
+    signed = HMACDecorator(b"secret", store)
+    assert not signed.streams_writes  # its writer stores through its own put_file
+    value = random_bytes(PART_SIZE + MiB, seed=15)
+    with signed.open_writer("signed") as writer:
+        writer.write(value)
+    assert signed.get("signed") == value
+    assert store.get("signed") != value  # the MAC went with it
+    with PrefixDecorator("p/", store).open_writer("k") as writer:
+        writer.write(value)
+    assert store.get("p/k") == value

@@ -58,6 +58,7 @@ _WRITE_METHODS = frozenset(
         "put_directory",
         "delete_directory",
         "new_staging_file",
+        "open_writer",
         "commit_staging_file",
         "sync",
         "set_metadata",

@@ -24,11 +24,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..store import KeyInfo, KeyValueStore, Metadata
 from .metadata import Shown
 from .readcache import CachedValue
+
+if TYPE_CHECKING:
+    from .streaming import StreamedData
 
 #: Read-ahead grows to this many bytes per handle on sequential reads.
 MAX_READ_AHEAD = 8 * 1024 * 1024
@@ -303,6 +306,11 @@ class OpenFile:
         #: was written, so it is never uploaded (flush, fsync and close report this
         #: errno) until a truncate to zero starts the content anew. None: no failure.
         self.failure: int | None = None
+        #: The content is going to the store as it is written (see
+        #: :mod:`kvfs.mount.streaming`): then ``staged`` is None.
+        self.streamed: StreamedData | None = None
+        #: Every write since the content started empty came at its end: it may be streamed.
+        self.sequential = False
 
     def stage(
         self,
@@ -368,6 +376,9 @@ class OpenFile:
         if self.staged is not None:
             self.staged.release()
             self.staged = None
+        if self.streamed is not None:  # not stored (a failure, a file unlinked): nothing is
+            self.streamed.abort()
+            self.streamed = None
 
 
 def _load_local_copy(staged: StagedData, copy: CachedValue) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..coordination import ChangeKind
-from ..store import LINK_SUFFIX, KeyValueStore
+from ..store import LINK_SUFFIX, KeyValueStore, Metadata
 from .binding import RENAME_NOREPLACE, mfusepy
 from .coordination import CacheCallbacks, KernelInvalidator, MountCoordination
 from .failures import PASSED_THROUGH, StoreHealth, WatchedStore, errno_for
@@ -361,7 +361,7 @@ class KvfsOperations(mfusepy.Operations):
             self._release_file(file)
             raise
         keep = False
-        if not writable and file.staged is None and entry.mtime is not None:
+        if not writable and file.staged is None and file.streamed is None and entry.mtime is not None:
             keep = self.names.unchanged(key, entry.size or 0, entry.mtime)
         fi.keep_cache = 1 if keep else 0
         if not writable and not file.dirty and hasattr(fi, "noflush"):
@@ -370,7 +370,7 @@ class KvfsOperations(mfusepy.Operations):
             fi.noflush = 1
         handle = self.files.new_handle(file, writable, fi)
         read_cache = self.names.read_cache
-        if read_cache.enabled and entry.mtime is not None and file.staged is None:
+        if read_cache.enabled and entry.mtime is not None and file.staged is None and file.streamed is None:
             # Served from the read cache's copy, or filling it.
             cached = read_cache.get(key, entry.size, entry.mtime)
             if cached is not None:
@@ -414,6 +414,13 @@ class KvfsOperations(mfusepy.Operations):
         """Read from *offset* into *buffer* (libfuse's, see ``KvfsFUSE.read``); return the count."""
         handle = self.files.handle(fh.fh)
         file = handle.file
+        if file.streamed is not None:
+            with file.lock:
+                if file.streamed is not None:
+                    if offset >= file.streamed.size:
+                        return 0
+                    log.debug("%s read while streamed: its upload is completed first", file.key)
+                    self._upload(file)  # what was streamed is read back from the store
         if file.staged is not None:
             with file.lock:
                 if file.staged is not None:
@@ -439,6 +446,11 @@ class KvfsOperations(mfusepy.Operations):
         with file.lock:
             if file.failure is not None:
                 raise FuseOSError(file.failure)
+            if file.streamed is not None:
+                if self._write_streamed(file, offset if not handle.append else file.streamed.size, data):
+                    return len(data)
+                log.debug("%s written at %d, before the end of its streamed upload: completed first", file.key, offset)
+                self._upload(file)  # a write before the end: the store gets what was sent first
             first = not file.dirty
             local_copy = None
             try:
@@ -450,17 +462,34 @@ class KvfsOperations(mfusepy.Operations):
                     # The end of the content as staged here, not the kernel's idea of the
                     # size (another mount may have changed it): never a hole of zeros.
                     offset = staged.size
-                staged.write(offset, data)
+                streamed = self.files.stream(file, offset, len(data), self._upload_metadata)
+                if streamed is not None:
+                    streamed.write(offset, data)
+                else:
+                    staged.write(offset, data)
             except Exception as error:
                 self.files.poison(file, error)
                 raise
-            file.size = staged.size
+            file.size = staged.size if streamed is None else streamed.size
             file.touch()
         if first and file.key is not None:
             self.names.modified(file.key)
             if mfusepy.fuse_get_context()[0] != 0:
                 self.names.clear_setid(file.key)
         return len(data)
+
+    def _write_streamed(self, file: OpenFile, offset: int, data: bytes | memoryview) -> bool:
+        """Write to *file*'s streamed content; False (nothing written) for a write before its end."""
+        assert file.streamed is not None
+        try:
+            if not file.streamed.write(offset, data):
+                return False
+        except Exception as error:
+            self.files.poison(file, error)
+            raise
+        file.size = file.streamed.size
+        file.touch()
+        return True
 
     def _local_copy(self, file: OpenFile) -> Any:
         """The read cache's copy of *file*'s stored value, to stage it without a download."""
@@ -490,6 +519,13 @@ class KvfsOperations(mfusepy.Operations):
             with file.lock:
                 if file.failure is not None and length > 0:
                     raise FuseOSError(file.failure)
+                if file.streamed is not None:
+                    if self._extend_streamed(file, length):
+                        if key is not None and fh is None:
+                            self._upload(file)
+                        return 0
+                    self._upload(file)  # a shorter content: stored first, then staged
+                file.sequential = length == 0
                 try:
                     if key is not None:
                         self.names.read_cache.drop(key)  # it may share the staged file
@@ -514,6 +550,23 @@ class KvfsOperations(mfusepy.Operations):
         self.names.stored(key, length, started, metadata=metadata)
         self._publish_stored(key)
         return 0
+
+    def _extend_streamed(self, file: OpenFile, length: int) -> bool:
+        """Grow *file*'s streamed content to *length*; False when that would shorten it."""
+        assert file.streamed is not None
+        try:
+            if not file.streamed.extend(length):
+                return False
+        except Exception as error:
+            self.files.poison(file, error)
+            raise
+        file.size = length
+        file.touch()
+        return True
+
+    def _upload_metadata(self, file: OpenFile) -> Metadata | None:
+        """What the upload of *file*'s new content carries (see :meth:`Namespace.upload_metadata`)."""
+        return None if file.key is None else self.names.upload_metadata(file.key, file.loaded)
 
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; raises what the store raises, keeping the copy."""
@@ -708,6 +761,9 @@ class KvfsOperations(mfusepy.Operations):
         return 0
 
     def _move_file(self, source: str, target: str, moving: Entry, replacing: bool) -> None:
+        streaming = self.files.get(source)
+        if streaming is not None and streaming.streamed is not None:
+            self._upload(streaming)  # the upload is to the old name: finished there first
         replaced = self.files.take(target)
         file = self.files.take(source)
         if replaced is not None:
@@ -730,6 +786,8 @@ class KvfsOperations(mfusepy.Operations):
 
     def _move_directory(self, source: str, target: str) -> None:
         """Move the directory *source* to *target* (see :meth:`KeyValueStore.move_directory`)."""
+        for file in self.files.streamed_below(source):
+            self._upload(file)  # each upload is to its old name: finished there first
         started = time.time()
         try:
             self.store.move_directory(source, target)  # one rename on a filesystem store

@@ -14,6 +14,8 @@ from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild, run_parallel
 from . import BucketStoreCapabilities, UploadSource, metadata_fields, open_streamed, parse_metadata
+from ..writer import ValueWriter
+from .s3writer import MultipartWriter
 
 boto3 = require("boto3", "s3")
 from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
@@ -178,6 +180,11 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     onto itself with new metadata. Only :meth:`stat` (a ``HEAD``) reads them back: an S3
     listing carries no metadata (``listing_has_metadata`` is False).
 
+    :meth:`open_writer` streams (``streams_writes``): a value written in order goes up in
+    parts of :attr:`part_size` bytes (growing after every 1,000 parts) while it is written,
+    at most :attr:`stream_concurrency` at once, and appears at the close (see
+    :class:`~kvfs.net.s3writer.MultipartWriter`).
+
     A missing object raises :class:`~kvfs.errors.KeyNotFoundError`; anything else the
     server or the network does wrong (wrong credentials, no bucket, timeouts) raises
     :class:`~kvfs.errors.BackendError` with the server's message, never a credential.
@@ -185,6 +192,13 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
 
     keeps_metadata = True
     metadata_with_writes = True
+    #: Values are sent while they are written (see :meth:`open_writer`).
+    streams_writes = True
+    #: The size of a streamed upload's parts (S3's least is 5 MiB) for its first 1,000 parts.
+    part_size: int = PART_SIZE
+    #: Parts of a streamed upload in flight at once (boto3's own transfers send 10):
+    #: with :attr:`part_size` this bounds a writer's memory, 72 MiB by default.
+    stream_concurrency: int = 8
 
     def __init__(
         self,
@@ -492,6 +506,17 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
     def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
         with open(filename, "rb") as file:
             return self._put_file(key, file, metadata)
+    def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
+        return MultipartWriter(
+            key,
+            client=self.client,
+            bucket=self.bucket_name,
+            name=self._name(key),
+            write_args=self._upload_args(metadata),
+            errors=_errors,
+            part_size=self.part_size,
+            concurrency=self.stream_concurrency,
+        )
 
     def _copy(self, source: str, dest: str) -> str:
         copy_source = {"Bucket": self.bucket_name, "Key": self._name(source)}
