@@ -250,3 +250,19 @@ def test_a_streamed_file_keeps_its_creators_mode_and_owner(s3: Boto3Store, mnt: 
     assert head["ETag"].strip('"').endswith("-3")
     assert int(head["Metadata"]["mode"]) == stat.S_IFREG | 0o600
     assert int(head["Metadata"]["uid"]) == os.getuid()
+
+
+def test_a_mode_and_time_set_while_streaming_are_kept(s3: Boto3Store, mnt: pathlib.Path) -> None:
+    # As `cp -p` does: the content, then fchmod and futimens, then close.
+    with open(mnt / "copied.bin", "wb") as out:
+        for chunk in chunks(b"c" * (3 * PART)):
+            out.write(chunk)
+        out.flush()
+        assert uploads(s3, "copied.bin"), "the file was not streamed"
+        os.fchmod(out.fileno(), 0o640)
+        os.utime(out.fileno(), ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    head = s3.client.head_object(Bucket=s3.bucket_name, Key=s3.prefix + "copied.bin")
+    assert int(head["Metadata"]["mode"]) == stat.S_IFREG | 0o640
+    assert float(head["Metadata"]["mtime"]) == 1_600_000_000
+    assert s3.get("copied.bin") == b"c" * (3 * PART)
+    assert os.stat(mnt / "copied.bin").st_mtime == 1_600_000_000

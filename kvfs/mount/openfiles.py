@@ -35,6 +35,7 @@ class Upload:
 
     *committed*: the staged file became the stored value (see :meth:`StagedData.upload`),
     or the content was streamed (*staged* is None), else *staged* is still a copy of it.
+    *carried*: the metadata a streamed upload was begun with.
     """
 
     key: str
@@ -42,6 +43,7 @@ class Upload:
     size: int
     started: float
     committed: bool
+    carried: Metadata | None = None
 
 
 class OpenFiles:
@@ -232,11 +234,12 @@ class OpenFiles:
             file.sequential = False
             return None
         file.sequential = False  # unless streaming begins below
-        writer = self.store.open_writer(file.key, metadata=metadata(file) if metadata else None)
+        carried = metadata(file) if metadata else None
+        writer = self.store.open_writer(file.key, metadata=carried)
         if not self.budget.take(writer.memory):
             writer.abort()  # nothing was sent yet
             return None
-        streamed = StreamedData(writer, self.budget, writer.memory)
+        streamed = StreamedData(writer, self.budget, writer.memory, carried)
         try:
             buffer = bytearray(CHUNK)
             with memoryview(buffer) as view:
@@ -303,7 +306,7 @@ class OpenFiles:
         file.committed()
         file.dirty = False
         file.exists = True
-        return Upload(key, None, streamed.size, started, True)
+        return Upload(key, None, streamed.size, started, True, streamed.metadata)
 
 
 __all__ = ["OpenFiles", "Upload"]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..errors import KvfsError
 from ..coordination import ChangeKind
 from ..store import LINK_SUFFIX, KeyValueStore, Metadata
 from .binding import RENAME_NOREPLACE, mfusepy
@@ -568,6 +569,17 @@ class KvfsOperations(mfusepy.Operations):
         """What the upload of *file*'s new content carries (see :meth:`Namespace.upload_metadata`)."""
         return None if file.key is None else self.names.upload_metadata(file.key, file.loaded)
 
+    def _set_late_metadata(self, key: str, metadata: Metadata) -> None:
+        """Write what changed while *key* was streamed (``cp -p``'s chmod and utime come then).
+
+        The upload began with the metadata known at its start; a failure here leaves the
+        value stored and the change shown from memory, and is logged.
+        """
+        try:
+            self.store.set_metadata(key, mode=metadata.mode, uid=metadata.uid, gid=metadata.gid, mtime=metadata.mtime)
+        except (OSError, KvfsError) as error:
+            log.warning("%s: stored, but its mode, owner or time could not be kept: %s", key, error)
+
     def _upload(self, file: OpenFile) -> None:
         """Store a dirty file's staged copy; raises what the store raises, keeping the copy."""
         with file.lock:
@@ -577,6 +589,8 @@ class KvfsOperations(mfusepy.Operations):
             upload = self.files.upload(file, metadata)
             if upload is None:
                 return
+            if upload.staged is None and metadata is not None and metadata != upload.carried:
+                self._set_late_metadata(upload.key, metadata)
             self.names.stored(upload.key, upload.size, upload.started, metadata=metadata)
             self._publish_stored(upload.key)
             if self.names.read_cache.enabled and not upload.committed:

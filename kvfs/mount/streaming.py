@@ -19,6 +19,7 @@ the gap with zeros and keeps streaming.
 
 from __future__ import annotations
 
+from ..store import Metadata
 from ..writer import ValueWriter
 from .handles import MemoryBudget
 
@@ -36,8 +37,12 @@ class StreamedData:
     or :meth:`abort`. Not thread-safe on its own: the owning open file's lock serialises it.
     """
 
-    def __init__(self, writer: ValueWriter, budget: MemoryBudget, reserved: int) -> None:
+    def __init__(
+        self, writer: ValueWriter, budget: MemoryBudget, reserved: int, metadata: Metadata | None = None
+    ) -> None:
         self.writer = writer
+        #: What the upload carries, fixed when it began (S3 sends it in its first request).
+        self.metadata = metadata
         self._budget = budget
         self._reserved = reserved
 
