@@ -13,6 +13,7 @@ import pytest
 from kvfs.decorator import StoreDecorator
 from kvfs.errors import BackendError
 from kvfs.memory import DictStore
+from kvfs.mount import journal as journal_module
 from kvfs.mount.journal import Journal, JournalInUseError
 from kvfs.mount.writeback import WriteBack, WriteBackError
 from kvfs.testing import StoreContract
@@ -82,8 +83,9 @@ def test_changes_reach_the_store_and_leave_the_journal(backend: Switchable, tmp_
     assert queue.drain(timeout=10)
     assert backend.get("c") == b"one" and "a" not in backend
     assert backend.get("d/b") == b"two"
-    assert os.listdir(tmp_path / "j" / "changes") == []
+    assert queue.journal.pending() == []
     queue.close()
+    assert os.listdir(tmp_path / "j" / "changes") == []  # nothing pending: no segment left
 
 
 def test_pending_state_is_visible_at_once(backend: Switchable, tmp_path: pathlib.Path) -> None:
@@ -267,18 +269,138 @@ def test_a_crash_leaves_changes_that_the_next_queue_replays(backend: Switchable,
     replay.close()
 
 
-def test_a_torn_change_is_set_aside(backend: Switchable, tmp_path: pathlib.Path) -> None:
+def test_a_torn_change_is_never_uploaded(backend: Switchable, tmp_path: pathlib.Path) -> None:
     journal = Journal(str(tmp_path / "j"))
-    change = journal.add("put", "a", content=b"complete content")
+    journal.add("put", "kept", content=b"acknowledged")
+    journal.add("put", "a", content=b"complete content")
     journal.close()
-    path = tmp_path / "j" / "changes" / f"{change.sequence:012d}"
-    with open(path, "r+b") as file:
-        file.truncate(4096 + 5)  # the power went out during the write
+    (segment,) = _segments(tmp_path / "j")
+    with open(segment, "r+b") as file:
+        file.truncate(os.path.getsize(segment) - 5)  # the power went out during the write
     queue = _queue(backend, tmp_path / "j")
     assert queue.drain(timeout=10)
-    assert "a" not in backend
+    assert "a" not in backend and backend.get("kept") == b"acknowledged"
+    queue.close()
+
+
+def test_a_torn_big_content_is_set_aside(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    change = journal.add("put", "big", content=io.BytesIO(os.urandom(journal_module.INLINE_LIMIT + 10)))
+    journal.close()
+    path = tmp_path / "j" / "changes" / f"{change.sequence:012d}.data"
+    with open(path, "r+b") as file:
+        file.truncate(100)
+    queue = _queue(backend, tmp_path / "j")
+    assert queue.drain(timeout=10)
+    assert "big" not in backend
     assert os.path.exists(f"{path}.torn")
     queue.close()
+
+
+def _segments(directory: pathlib.Path) -> list[pathlib.Path]:
+    return sorted((directory / "changes").glob("*.log"))
+
+
+def test_concurrent_adds_share_a_sync_and_all_replay(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    real_sync, syncs, gate = os.fdatasync, [], threading.Event()
+
+    def held_sync(fd: int) -> None:  # the first sync lasts until every writer has written
+        syncs.append(fd)
+        gate.wait(30)
+        real_sync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", held_sync)
+    writers = 16
+    changes: list[object] = []
+
+    def write(number: int) -> None:
+        changes.append(journal.add("put", f"k{number}", content=f"content {number}".encode(), mtime=float(number)))
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(writers)]
+    for thread in threads:
+        thread.start()
+    for _ in range(3000):  # each writer's record is in the log, the first sync still held
+        if len(journal.pending()) == writers:
+            break
+        time.sleep(0.01)
+    assert len(journal.pending()) == writers and not changes  # none acknowledged before its sync
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert len(changes) == writers
+    assert len(syncs) <= 2  # the one held, then one for all who wrote meanwhile
+    journal.close()
+    replayed = Journal(str(tmp_path / "j"))
+    pending = replayed.pending()
+    assert sorted(change.key for change in pending) == sorted(f"k{number}" for number in range(writers))
+    for change in pending:
+        assert replayed.read_content(change, 0, change.size) == f"content {change.key[1:]}".encode()
+    replayed.close()
+
+
+def test_many_concurrent_adds_replay_in_order(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "SEGMENT_SIZE", 4096)  # many segments, rotated under load
+    journal = Journal(str(tmp_path / "j"))
+    done: list[object] = []
+
+    def write(number: int) -> None:
+        for index in range(40):
+            change = journal.add("put", f"w{number}/f{index}", content=os.urandom(index * 10))
+            if index % 2:
+                journal.complete(change)
+            else:
+                done.append(change)
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    journal.close()
+    replayed = Journal(str(tmp_path / "j"))
+    assert replayed.pending() == sorted(done, key=lambda change: change.sequence)  # type: ignore[attr-defined]
+    replayed.close()
+
+
+def test_only_what_a_sync_covered_survives_a_crash(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk keeps what the last sync covered, plus part of a record written after it."""
+    journal = Journal(str(tmp_path / "j"))
+    (segment,) = _segments(tmp_path / "j")
+    real_sync, disk = os.fdatasync, {}
+
+    def sync(fd: int) -> None:
+        real_sync(fd)
+        disk["image"] = segment.read_bytes()
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", sync)
+    acknowledged = [journal.add("put", f"f{number}", content=bytes([number]) * 100) for number in range(5)]
+    journal.add("delete", "gone")
+    monkeypatch.setattr(journal_module.os, "fdatasync", real_sync)
+    journal.sync = False  # the next change's add is cut short by the crash
+    journal.add("put", "torn", content=b"x" * 1000)
+    journal.close()
+    segment.write_bytes(segment.read_bytes()[: len(disk["image"]) + 500])  # as the power cut left it
+    replayed = Journal(str(tmp_path / "j"))
+    keys = [change.key for change in replayed.pending()]
+    assert keys == [change.key for change in acknowledged] + ["gone"]
+    assert replayed.read_content(replayed.pending()[2], 0, 1000) == bytes([2]) * 100
+    replayed.close()
+
+
+def test_a_done_record_lost_in_a_crash_never_replays_an_older_change(tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    older = journal.add("put", "d/a", content=b"old")
+    newer = journal.add("put", "d/a", content=b"new")
+    other = journal.add("put", "d/b", content=b"b")
+    removal = journal.add("delete_directory", "d")
+    journal.complete(newer)  # the crash lost the records that said older and other were done
+    journal.complete(removal)
+    journal.close()
+    replayed = Journal(str(tmp_path / "j"))
+    assert older not in replayed.pending() and other not in replayed.pending()
+    assert replayed.pending() == []
+    replayed.close()
 
 
 def test_one_journal_one_mount(tmp_path: pathlib.Path) -> None:
