@@ -275,8 +275,9 @@ def test_a_torn_change_is_never_uploaded(backend: Switchable, tmp_path: pathlib.
     journal.add("put", "a", content=b"complete content")
     journal.close()
     (segment,) = _segments(tmp_path / "j")
-    with open(segment, "r+b") as file:
-        file.truncate(os.path.getsize(segment) - 5)  # the power went out during the write
+    data = segment.read_bytes()
+    end = data.index(b"complete content") + len(b"complete content")
+    segment.write_bytes(data[: end - 5] + bytes(len(data) - end + 5))  # the power went out during the write
     queue = _queue(backend, tmp_path / "j")
     assert queue.drain(timeout=10)
     assert "a" not in backend and backend.get("kept") == b"acknowledged"
@@ -380,7 +381,9 @@ def test_only_what_a_sync_covered_survives_a_crash(tmp_path: pathlib.Path, monke
     journal.sync = False  # the next change's add is cut short by the crash
     journal.add("put", "torn", content=b"x" * 1000)
     journal.close()
-    segment.write_bytes(segment.read_bytes()[: len(disk["image"]) + 500])  # as the power cut left it
+    written, image = segment.read_bytes(), disk["image"]
+    torn = next(index for index in range(len(written)) if written[index] != image[index])
+    segment.write_bytes(image[:torn] + written[torn : torn + 500] + image[torn + 500 :])  # as the power cut left it
     replayed = Journal(str(tmp_path / "j"))
     keys = [change.key for change in replayed.pending()]
     assert keys == [change.key for change in acknowledged] + ["gone"]

@@ -61,6 +61,8 @@ _CHUNK = 1024 * 1024
 INLINE_LIMIT = 1024 * 1024
 #: A segment bigger than this is closed: the next record starts a new one.
 SEGMENT_SIZE = 64 * 1024 * 1024
+#: The log grows by this much at a time, filled with zeros (see ``Journal._allocate``).
+_ALLOCATION = 1024 * 1024
 #: Digits of segment and content file names (sorted by name = sorted by number).
 _DIGITS = 12
 _MAGIC = b"KVJ1"
@@ -138,6 +140,7 @@ class Journal:
         self._synced = 0  # bytes of the current segment known durable
         self._syncing = False  # an add is syncing the current segment
         self._first_record_end = 0  # the end of the current segment's checkpoint
+        self._allocated = 0  # the current segment's size: zeros after the end
         self._next = 1
         for name in os.listdir(self._changes):
             if name.endswith((".log.new", ".data.new")):  # never referenced by a record
@@ -241,6 +244,8 @@ class Journal:
             offset = self._end
             try:
                 _write_all(self._fd, record, offset)
+                if offset + len(record) > self._allocated:
+                    self._allocate(offset + len(record))
             except BaseException:
                 # Whatever part was written is overwritten by the next record.
                 os.ftruncate(self._fd, offset)
@@ -252,6 +257,13 @@ class Journal:
                 )
                 self._live[self._segment] = self._live.get(self._segment, 0) + 1
             return self._segment, self._end
+
+    def _allocate(self, end: int) -> None:
+        """Write zeros beyond *end*: the records written there next change no file size, so
+        their sync writes data only (no file system journal commit). Holds the lock."""
+        allocated = (end // _ALLOCATION + 1) * _ALLOCATION
+        _write_all(self._fd, bytes(allocated - end), end)
+        self._allocated = allocated
 
     def _wait_durable(self, ticket: tuple[int, int]) -> None:
         """Return once the log is durable up to *ticket*: sync it, or wait for the add syncing it."""
@@ -296,7 +308,7 @@ class Journal:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
-        self._end = self._synced = self._first_record_end = len(record)
+        self._end = self._synced = self._first_record_end = self._allocated = len(record)
 
     def _rotate(self) -> None:
         """Close the current segment (synced) and start the next. Holds the lock."""
@@ -463,7 +475,7 @@ def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
             break
         yield start + header_size, header
         offset = end
-    if offset < len(data):
+    if data[offset:].strip(b"\0"):  # zeros: room made for later records
         log.error("journal: %s is torn at byte %d (a crash while a change was written, before it was "
                   "acknowledged); the %d bytes after it are ignored", path, offset, len(data) - offset)  # fmt: skip
 
