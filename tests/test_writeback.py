@@ -486,3 +486,21 @@ def test_a_directory_move_takes_stored_and_pending_values(tmp_path: pathlib.Path
     assert {key: backend.get(key) for key in backend.keys() if not key.endswith("/")} == expected
     assert not backend.has_directory("a")
     store.close()
+
+
+def test_many_moves_take_one_sync_and_one_batch(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = Switchable(DictStore())
+    for number in range(20):
+        backend.put(f"a/{number}", b"v%d" % number)
+    queue = _queue(backend, tmp_path / "j")
+    syncs: list[int] = []
+    real_sync = os.fdatasync
+    monkeypatch.setattr(journal_module.os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+    changes = queue.move_many([(f"a/{number}", f"b/{number}") for number in range(20)])
+    assert len(syncs) == 1 and [change.kind for change in changes] == ["move"] * 20
+    assert queue.drain(timeout=10)
+    assert sorted(backend.keys()) == sorted(f"b/{number}" for number in range(20))
+    assert backend.get("b/7") == b"v7"
+    with pytest.raises(ValueError):
+        queue.journal.add_many([("put", "x", None)])
+    queue.close()

@@ -208,6 +208,27 @@ class Journal:
             self._wait_durable(ticket)
         return change
 
+    def add_many(self, changes: list[tuple[str, str, str | None]]) -> list[Change]:
+        """Record several changes without content, each ``(kind, key, source)``, with one
+        sync for all (a directory's rename: a move per value); durable when it returns."""
+        for kind, _, source in changes:
+            if kind not in KINDS or kind == "put":
+                raise ValueError(f"add_many takes changes without content, not {kind!r}")
+            if (kind in ("copy", "move")) != (source is not None):
+                raise ValueError("a copy or move, and only those, has a source")
+        recorded, ticket = [], (0, 0)
+        for kind, key, source in changes:
+            with self._lock:
+                sequence = self._next
+                self._next += 1
+            header = {"sequence": sequence, "kind": kind, "key": key, "source": source, "mtime": None}
+            change = _change_of(header)
+            ticket = self._append(header, b"", change)
+            recorded.append(change)
+        if self.sync and recorded:
+            self._wait_durable(ticket)
+        return recorded
+
     def _write_separately(self, sequence: int, first: bytes, rest: IO[bytes] | bytes) -> tuple[int, int]:
         """Write a big content to its own file, durably (before its record names it): size and CRC."""
         path = self._data_path(sequence)

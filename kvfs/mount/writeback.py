@@ -153,6 +153,14 @@ class WriteBack:
         """Record a move of *source*'s value (pending changes included) to *key*."""
         return self._add("move", key, source=source)
 
+    def move_many(self, moves: list[tuple[str, str]]) -> list[Change]:
+        """Record a move of each ``(source, key)``, in order, with one journal sync for all."""
+        changes = self.journal.add_many([("move", key, source) for source, key in moves])
+        with self._lock:
+            for change in changes:
+                self._enqueue(change)
+        return changes
+
     def put_directory(self, key: str) -> Change:
         """Record a new (empty) directory *key*."""
         return self._add("put_directory", key)
