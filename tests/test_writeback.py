@@ -14,6 +14,7 @@ from kvfs.decorator import StoreDecorator
 from kvfs.errors import BackendError
 from kvfs.memory import DictStore
 from kvfs.mount import journal as journal_module
+from kvfs.mount.errors import MountError
 from kvfs.mount.journal import Journal, JournalInUseError
 from kvfs.mount.writeback import WriteBack, WriteBackError
 from kvfs.testing import StoreContract
@@ -504,3 +505,11 @@ def test_many_moves_take_one_sync_and_one_batch(tmp_path: pathlib.Path, monkeypa
     with pytest.raises(ValueError):
         queue.journal.add_many([("put", "x", None)])
     queue.close()
+
+
+def test_a_journal_in_the_earlier_format_is_refused_not_ignored(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "j" / "changes").mkdir(parents=True)
+    (tmp_path / "j" / "changes" / "000000000001").write_bytes(b'{"kind": "delete", "key": "a"}\n')
+    with pytest.raises(MountError, match="older format"):
+        Journal(str(tmp_path / "j"))
+    assert (tmp_path / "j" / "changes" / "000000000001").exists()

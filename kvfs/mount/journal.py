@@ -129,6 +129,13 @@ class Journal:
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise JournalInUseError(f"the journal {directory} is in use by another mount") from None
             raise
+        legacy = [name for name in os.listdir(self._changes) if len(name) == _DIGITS and name.isdigit()]
+        if legacy:
+            os.close(self._lock_fd)
+            raise MountError(
+                f"the journal {directory} holds {len(legacy)} change(s) in an older format: "
+                "mount it with the kvfs that wrote them and unmount (that sends them) first"
+            )
         self._directory_fd = os.open(self._changes, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         # Guards everything below; waited on by adds whose record another add is syncing.
         self._lock = threading.Condition()
