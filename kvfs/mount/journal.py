@@ -14,8 +14,8 @@ Layout of the journal directory (one per store; see ``docs/mount.rst``)::
 Each record is a 20-byte prefix (``KVJ1``, the header's length, the inline content's
 length, the CRC-32 of header and content), a JSON header, then the inline content. A
 record is a change (``sequence``, ``kind``, ``key``, ``source``, ``mtime``, ``size``,
-``crc32`` of a separate content), ``done`` (the sequence, kind and keys of a change the
-store has) or a ``checkpoint`` (the sequences pending when the segment began).
+``crc32`` of a separate content), ``done`` (the sequence of a change the store has) or
+a ``checkpoint`` (the sequences pending when the segment began).
 
 **Group commit**: records go into the log in order under a lock, and one ``fdatasync``
 of the log makes every record written before it durable, so concurrent :meth:`Journal.add`
@@ -23,8 +23,10 @@ calls share one (the first waiting caller syncs for everyone written so far; the
 wait for it, then return or sync the next group). :meth:`Journal.add` returns only once
 its record (and content) is durable. ``done`` records are not synced on their own: a
 crash may forget that a change was stored, and it is then sent again, which is harmless
-unless a later change of the same key was stored, so replay also counts a change as done
-when a later one sharing a key (or a later removal of a directory above it) is done.
+as long as no later change of the same key was stored after it; the queue calls
+:meth:`Journal.make_durable` before it sends a change (one sync shared by every worker
+and every add waiting then, none when nothing was written since the last), so an earlier
+change is never replayed over a later one.
 
 A new segment starts (synced, with a checkpoint) when the current one passes
 :data:`SEGMENT_SIZE` and at every mount; a segment none of whose changes is pending any
@@ -212,8 +214,18 @@ class Journal:
         change = _change_of(header)
         ticket = self._append(header, inline, change)
         if self.sync:
-            self._wait_durable(ticket)
+            try:
+                self._wait_durable(ticket)
+            except OSError:
+                self._cancel_quietly(change)  # the caller hears it failed: never sent
+                raise
         return change
+
+    def _cancel_quietly(self, change: Change) -> None:
+        try:
+            self.complete(change)
+        except OSError as error:
+            log.error("journal: change %d (%s) failed and could not be cancelled: %s", change.sequence, change.key, error)
 
     def add_many(self, changes: list[tuple[str, str, str | None]]) -> list[Change]:
         """Record several changes without content, each ``(kind, key, source)``, with one
@@ -233,7 +245,12 @@ class Journal:
             ticket = self._append(header, b"", change)
             recorded.append(change)
         if self.sync and recorded:
-            self._wait_durable(ticket)
+            try:
+                self._wait_durable(ticket)
+            except OSError:
+                for change in recorded:
+                    self._cancel_quietly(change)
+                raise
         return recorded
 
     def _write_separately(self, sequence: int, first: bytes, rest: IO[bytes] | bytes) -> tuple[int, int]:
@@ -277,6 +294,7 @@ class Journal:
             except BaseException:
                 # Whatever part was written is overwritten by the next record.
                 os.ftruncate(self._fd, offset)
+                self._allocated = min(self._allocated, offset)
                 raise
             self._end = offset + len(record)
             if change is not None:
@@ -361,10 +379,21 @@ class Journal:
             _unlink_quietly(self._segment_path(number))
             self._live.pop(number, None)
 
+    def make_durable(self) -> None:
+        """Return once every record written so far is durable (shared with concurrent adds).
+
+        :meth:`complete` does not sync; call this before sending a change, so that no
+        change done before it is replayed after it.
+        """
+        if self.sync:
+            with self._lock:
+                ticket = (self._segment, self._end)
+            self._wait_durable(ticket)
+
     def complete(self, change: Change) -> None:
-        """The store has *change*: forget it (it is not sent again after a crash unless
-        the next mount cannot know it was stored, and then only if that is harmless)."""
-        header = {"done": change.sequence, "kind": change.kind, "keys": list(change.keys)}
+        """The store has *change*: forget it. Not synced: after a crash it may be sent
+        again (see :meth:`make_durable`)."""
+        header = {"done": change.sequence}
         self._append(header, b"", None)
         with self._lock:
             where = self._where.pop(change.sequence, None)
@@ -420,7 +449,6 @@ class Journal:
     def _replay(self) -> None:
         """Read what earlier mounts left: the pending changes, in ``_where`` and ``_live``."""
         found: dict[int, _Where] = {}
-        done: list[dict[str, Any]] = []
         for segment in self._numbers(".log"):
             for offset, header in _records(self._segment_path(segment)):
                 if "checkpoint" in header:
@@ -429,15 +457,12 @@ class Journal:
                     self._next = max(self._next, header["next"])
                 elif "done" in header:
                     found.pop(header["done"], None)
-                    done.append(header)
                 else:
                     change = _change_of(header)
                     found[change.sequence] = _Where(change, segment, offset, bool(header.get("separate")))
                     self._next = max(self._next, change.sequence + 1)
                     if header.get("separate") and not self._separate_is_whole(change, header):
                         del found[change.sequence]
-        for sequence in _implied_done(found, done):
-            del found[sequence]
         self._where = found
         for where in found.values():
             self._live[where.segment] = self._live.get(where.segment, 0) + 1
@@ -506,27 +531,6 @@ def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     if data[offset:].strip(b"\0"):  # zeros: room made for later records
         log.error("journal: %s is torn at byte %d (a crash while a change was written, before it was "
                   "acknowledged); the %d bytes after it are ignored", path, offset, len(data) - offset)  # fmt: skip
-
-
-def _implied_done(found: dict[int, _Where], done: list[dict[str, Any]]) -> list[int]:
-    """Pending changes a later done change sharing a key (or removing a directory above) stored after them."""
-    last_done: dict[str, int] = {}  # key -> the latest done change touching it
-    removed: dict[str, int] = {}  # directory -> the latest done removal of it
-    for record in done:
-        for key in record["keys"]:
-            last_done[key] = max(last_done.get(key, 0), record["done"])
-        if record["kind"] == "delete_directory":
-            directory = record["keys"][-1]
-            removed[directory] = max(removed.get(directory, 0), record["done"])
-    implied = []
-    for sequence, where in found.items():
-        for key in where.change.keys:
-            if last_done.get(key, 0) > sequence or any(
-                removed.get(key[:cut], 0) > sequence for cut in range(len(key)) if key[cut] == "/"
-            ):
-                implied.append(sequence)
-                break
-    return implied
 
 
 def _read_up_to(content: IO[bytes] | bytes, limit: int) -> bytes:

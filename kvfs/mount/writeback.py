@@ -408,6 +408,9 @@ class WriteBack:
                         self._lock.notify_all()
 
     def _send(self, batch: list[_Pending]) -> None:
+        # The journal's records of changes done so far are durable before anything later
+        # is stored: a crash then never replays an earlier change over a later one.
+        self.journal.make_durable()
         change = batch[0].change
         store = self.store
         if change.kind == "delete":
