@@ -525,3 +525,17 @@ def test_a_journal_in_the_earlier_format_is_refused_not_ignored(tmp_path: pathli
     with pytest.raises(MountError, match="older format"):
         Journal(str(tmp_path / "j"))
     assert (tmp_path / "j" / "changes" / "000000000001").exists()
+
+
+def test_the_source_of_a_pending_copy_shows_its_pending_content(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    queue = _queue(backend, tmp_path / "j")
+    backend.gate.clear()  # nothing reaches the store yet
+    queue.put("source", b"value")
+    queue.copy("source", "dest")
+    content = queue.resolve("source")
+    assert content is not None and content.change is not None
+    assert queue.read(content.change, 0, 100) == b"value"
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    assert backend.get("source") == backend.get("dest") == b"value"
+    queue.close()

@@ -54,10 +54,11 @@ class _ListingRefresher:
         self._wanted: dict[str, None] = {}  # in the order requested
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def request(self, directory: str) -> None:
         with self._ready:
-            if directory in self._wanted:
+            if directory in self._wanted or self._stopped:
                 return
             self._wanted[directory] = None
             if self._thread is None:
@@ -65,11 +66,19 @@ class _ListingRefresher:
                 self._thread.start()
             self._ready.notify()
 
+    def stop(self) -> None:
+        """End the thread (after the listing it is fetching, if any)."""
+        with self._ready:
+            self._stopped = True
+            self._ready.notify()
+
     def _run(self) -> None:
         while True:
             with self._ready:
-                while not self._wanted:
+                while not self._wanted and not self._stopped:
                     self._ready.wait()
+                if self._stopped:
+                    return
                 directory = next(iter(self._wanted))
             try:
                 self._refresh(directory)
@@ -155,6 +164,10 @@ class Namespace:
         # Lists a directory the mount is filling again before its cached listing expires,
         # so that a new name's lookup there seldom waits for a listing.
         self._refresher = _ListingRefresher(self._refresh_listing)
+
+    def close(self) -> None:
+        """Stop the background work (the listing of directories ahead of their expiry)."""
+        self._refresher.stop()
 
     # ================================================================== keys
 

@@ -144,6 +144,7 @@ class KvfsOperations(mfusepy.Operations):
 
     def destroy(self, path: str) -> None:
         self.kernel.release()
+        self.names.close()
         self.names.read_cache.clear()
         log.debug("unmounted")
 

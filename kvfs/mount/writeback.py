@@ -247,6 +247,9 @@ class WriteBack:
             if change.kind in ("copy", "move") and key == change.key:
                 pending, key = pending.source_before, change.source  # type: ignore[assignment]
                 continue
+            if change.kind == "copy" and key == change.source:
+                pending = pending.source_before  # a copy leaves its source as it was before
+                continue
             return Content(store_key=key, directory=change.kind == "put_directory")
 
     def is_pending(self, key: str) -> bool:
