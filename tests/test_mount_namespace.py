@@ -10,8 +10,7 @@ from mount_support import any_store, mount_store  # noqa: F401 - fixtures
 
 from kvfs.memory import DictStore
 from kvfs.mount.handles import MemoryBudget
-from kvfs.mount import metadata as metadata_module
-from kvfs.mount.metadata import DIRECTORY, Entry, MetadataCache
+from kvfs.mount.metadata import Entry
 from kvfs.mount.namespace import Namespace
 from kvfs.mount.openfiles import OpenFiles
 from kvfs.mount.options import MountOptions
@@ -60,28 +59,3 @@ def test_a_directory_rename_carries_the_versions_shown_of_the_files_below() -> N
     names.store.put("e/f", b"abc")
     assert names.query("e/f").mtime == 1000.5  # type: ignore[union-attr]
     assert names.query("d/f") is None
-
-
-def test_a_listing_refreshed_ahead_keeps_the_mounts_changes_made_meanwhile(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    now = [1000.0]
-    monkeypatch.setattr(metadata_module.time, "monotonic", lambda: now[0])
-    cache = MetadataCache(attr_timeout=1.0, listing_timeout=1.0)
-    cache.remember_listing("d", {"old": Entry(False, 1, None)}, cache.generation)
-    assert not cache.listing_due("d")
-    now[0] += 0.6  # past half its lifetime, but the mount changed nothing in it
-    assert not cache.listing_due("d")
-    cache.set("d/new", Entry(False, 2, None))
-    assert cache.listing_due("d")
-    started = cache.generation  # a refresh starts listing; meanwhile the mount adds and removes names
-    cache.set("d/during", Entry(False, 3, None))
-    cache.set("d/old", None)
-    cache.refresh_listing("d", {"old": Entry(False, 1, None), "new": Entry(False, 2, None), "other": DIRECTORY}, started)
-    listing = cache.listing("d")
-    assert listing is not None and sorted(listing) == ["during", "new", "other"]
-    now[0] += 0.9  # the refreshed listing lives a full lifetime from its refresh
-    assert cache.listing("d") is not None
-    started = cache.generation
-    cache.drop_listing("d")  # another host changed the directory: a refresh from before is not kept
-    cache.remember_listing("d", {}, cache.generation)
-    cache.refresh_listing("d", {"stale": DIRECTORY}, started)
-    assert cache.listing("d") == {}

@@ -72,10 +72,6 @@ class MetadataCache:
         self._generation = 0
         self._changed: dict[str, int] = {}
         self._changed_anywhere = 0
-        # The generation each cached listing was fetched at (see listing_due), and the last
-        # generation at which another host's change dropped a directory's listing.
-        self._listed_at: dict[str, int] = {}
-        self._listing_dropped: dict[str, int] = {}
         # Directories whose last listing was over a size limit (see listing_size).
         self._big: dict[str, int] = {}
 
@@ -118,15 +114,6 @@ class MetadataCache:
             return cached[1]
         return None
 
-    def listing_due(self, directory: str) -> bool:
-        """Whether *directory*'s fresh cached listing is worth fetching again before it
-        expires: it is past half its lifetime and the mount changed the directory since
-        it was listed (a directory being filled: ``tar -x``, ``cp -r``)."""
-        cached = self._listings.get(directory)
-        if cached is None or cached[0] - time.monotonic() > self.listing_timeout / 2:
-            return False
-        return self._changed.get(directory, -1) > self._listed_at.get(directory, -1)
-
     # ------------------------------------------------------------------ filling
 
     def remember(self, key: str, entry: Entry | None) -> None:
@@ -149,39 +136,11 @@ class MetadataCache:
             if len(self._listings) > _SWEEP_LIMIT // 100:
                 self._sweep()
             self._listings[directory] = (time.monotonic() + self.listing_timeout, entries)
-            self._listed_at[directory] = generation
-
-    def refresh_listing(self, directory: str, entries: dict[str, Entry], generation: int) -> None:
-        """Cache a listing fetched ahead of the cached one's expiry, from :attr:`generation`
-        *generation* on, keeping what the mount changed in the directory meanwhile (the
-        cached listing has it) instead of dropping the listing as :meth:`remember_listing` does."""
-        if self.listing_timeout <= 0:
-            return
-        prefix = directory + "/" if directory else ""
-        with self._lock:
-            cached = self._listings.get(directory)
-            if (
-                cached is None
-                or self._changed_anywhere > generation
-                or self._listing_dropped.get(directory, -1) > generation
-            ):
-                return  # changed by others meanwhile, or expired: the next lookup lists it
-            if self._changed.get(directory, -1) > generation:
-                entries = dict(entries)
-                for component in set(entries) | set(cached[1]):
-                    if self._changed.get(prefix + component, -1) > generation:
-                        if component in cached[1]:
-                            entries[component] = cached[1][component]
-                        else:
-                            entries.pop(component, None)
-            self._listings[directory] = (time.monotonic() + self.listing_timeout, entries)
-            self._listed_at[directory] = generation
 
     def _sweep(self) -> None:
         now = time.monotonic()
         self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         self._listings = {k: v for k, v in self._listings.items() if v[0] > now}
-        self._listed_at = {k: v for k, v in self._listed_at.items() if k in self._listings}
 
     # ------------------------------------------------------------------ the mount's changes
 
@@ -226,10 +185,7 @@ class MetadataCache:
         """Drop *directory*'s cached listing (another host changed a name in it)."""
         with self._lock:
             self._generation += 1
-            if len(self._listing_dropped) > _SWEEP_LIMIT // 100:
-                self._listing_dropped.clear()
-                self._changed_anywhere = self._generation
-            self._changed[directory] = self._listing_dropped[directory] = self._generation
+            self._changed[directory] = self._generation
             self._listings.pop(directory, None)
 
     def clear(self) -> None:

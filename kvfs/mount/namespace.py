@@ -18,7 +18,6 @@ import stat
 import threading
 import time
 from dataclasses import replace
-from collections.abc import Callable
 from typing import Any, overload
 
 from ..store import LINK_SUFFIX, KeyInfo, KeyValueStore
@@ -44,49 +43,6 @@ _LOOKUP_LISTING_LIMIT = 1000
 NAME_MAX = 255
 #: The mount remembers the versions it showed for this many values (see Shown).
 _SHOWN_LIMIT = 100_000
-
-
-class _ListingRefresher:
-    """A thread (started when first needed) calling *refresh* with each directory requested, once."""
-
-    def __init__(self, refresh: Callable[[str], None]) -> None:
-        self._refresh = refresh
-        self._wanted: dict[str, None] = {}  # in the order requested
-        self._ready = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def request(self, directory: str) -> None:
-        with self._ready:
-            if directory in self._wanted or self._stopped:
-                return
-            self._wanted[directory] = None
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="kvfs-listings", daemon=True)
-                self._thread.start()
-            self._ready.notify()
-
-    def stop(self) -> None:
-        """End the thread (after the listing it is fetching, if any)."""
-        with self._ready:
-            self._stopped = True
-            self._ready.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._ready:
-                while not self._wanted and not self._stopped:
-                    self._ready.wait()
-                if self._stopped:
-                    return
-                directory = next(iter(self._wanted))
-            try:
-                self._refresh(directory)
-            except Exception as error:  # the lookup after the expiry lists it, and reports a failure
-                log.debug("listing %r ahead of its expiry failed: %s", directory, error)
-            finally:
-                with self._ready:
-                    self._wanted.pop(directory, None)
 
 
 def directory_entry(info: KeyInfo) -> Entry:
@@ -161,13 +117,6 @@ class Namespace:
         self._specials: dict[str, Entry] = {}
         # Negative lookups from one listing of the directory only where each request is a round trip.
         self._lists_for_lookups = bool(store.is_remote and store.fast_level_listing)
-        # Lists a directory the mount is filling again before its cached listing expires,
-        # so that a new name's lookup there seldom waits for a listing.
-        self._refresher = _ListingRefresher(self._refresh_listing)
-
-    def close(self) -> None:
-        """Stop the background work (the listing of directories ahead of their expiry)."""
-        self._refresher.stop()
 
     # ================================================================== keys
 
@@ -294,17 +243,8 @@ class Namespace:
         """
         cached = self.meta.listing(directory)
         if cached is not None:
-            if self._lists_for_lookups and self.meta.listing_due(directory):
-                self._refresher.request(directory)
             return cached
         generation = self.meta.generation
-        entries = self._fetch_listing(directory, limit)
-        if entries is not None:
-            self.meta.remember_listing(directory, entries, generation)
-        return entries
-
-    def _fetch_listing(self, directory: str, limit: int | None) -> dict[str, Entry] | None:
-        """The store's entries directly below *directory*; None if more than *limit*."""
         prefix = directory + "/" if directory else ""
         entries: dict[str, Entry] = {}
         for info in self.store.iter_level(prefix):
@@ -317,14 +257,8 @@ class Namespace:
                 self.meta.note_big(directory, len(entries))
                 return None
         _show_links(entries)
+        self.meta.remember_listing(directory, entries, generation)
         return entries
-
-    def _refresh_listing(self, directory: str) -> None:
-        """List *directory* again ahead of its cached listing's expiry (in the refresher's thread)."""
-        generation = self.meta.generation
-        entries = self._fetch_listing(directory, _LOOKUP_LISTING_LIMIT)
-        if entries is not None:
-            self.meta.refresh_listing(directory, entries, generation)
 
     def children(self, directory: str) -> dict[str, Entry]:
         """The listing of *directory* with this mount's unsaved files and kept directories."""

@@ -144,7 +144,6 @@ class KvfsOperations(mfusepy.Operations):
 
     def destroy(self, path: str) -> None:
         self.kernel.release()
-        self.names.close()
         self.names.read_cache.clear()
         log.debug("unmounted")
 
