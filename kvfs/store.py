@@ -29,6 +29,7 @@ import io
 import math
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, ClassVar, TypeVar, Union
@@ -41,6 +42,7 @@ from .writer import StagedValueWriter, ValueWriter
 FileOrFilename = Union[str, "os.PathLike[str]", IO[bytes], BinaryIO]
 
 _Item = TypeVar("_Item")
+_Page = TypeVar("_Page")
 
 #: Chunk size for streaming copies: large enough to amortise calls, small enough for memory.
 CHUNK_SIZE = 1024 * 1024
@@ -1035,6 +1037,50 @@ def run_parallel(function: Callable[[_Item], object], items: Sequence[_Item], wo
             first = error
     if first is not None:
         raise first
+
+
+def chained_pages(
+    fetch: Callable[[Any], _Page], next_token: Callable[[_Page], Any], *, prefetch: bool = True
+) -> Iterator[_Page]:
+    """The pages of a listing chained by continuation tokens (S3, GCS), in order.
+
+    ``fetch(None)`` gets the first page, ``fetch(token)`` the one after the page whose
+    ``next_token(page)`` is *token* (None: the last page). With *prefetch* the next page
+    is requested in a thread while the caller reads the current one: the only part of
+    such a listing that can run in parallel. Whatever a fetch raises is raised here.
+    """
+    page = fetch(None)
+    while True:
+        token = next_token(page)
+        if token is None:
+            yield page
+            return
+        following = _Fetch(fetch, token) if prefetch else None
+        yield page
+        page = following.result() if following is not None else fetch(token)
+
+
+class _Fetch(threading.Thread):
+    """``fetch(token)`` running in a thread; :meth:`result` waits for it."""
+
+    def __init__(self, fetch: Callable[[Any], Any], token: Any) -> None:
+        super().__init__(name="kvfs-next-page", daemon=True)
+        self._call = lambda: fetch(token)
+        self._outcome: tuple[bool, Any] = (False, None)
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._outcome = (True, self._call())
+        except BaseException as error:  # raised in the reader's thread
+            self._outcome = (False, error)
+
+    def result(self) -> Any:
+        self.join()
+        succeeded, value = self._outcome
+        if not succeeded:
+            raise value
+        return value
 
 
 def _write_file_atomically(filename: str, source: IO[bytes]) -> None:

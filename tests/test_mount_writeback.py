@@ -130,7 +130,9 @@ def test_a_killed_daemons_changes_arrive_after_the_next_mount(setup) -> None:  #
 
 def test_a_stopped_server_holds_the_changes_and_fsync_says_eio(setup) -> None:  # type: ignore[no-untyped-def]
     url, store, mountpoint, journal = setup
-    _mount(url, mountpoint, journal)
+    # New names are looked up in listings cached before the server stops (not by a request
+    # that would fail however long stopping it takes).
+    _mount(url, mountpoint, journal, "--listing-timeout", "600")
     (mountpoint / "before").write_bytes(b"before")
     assert _wait_drained(mountpoint)["write_back"]["pending"] == 0
     stop_service("moto")

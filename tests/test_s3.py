@@ -30,6 +30,7 @@ from kvfs.net.boto3store import (  # noqa: E402
     Boto3Store,
     make_client,
 )
+from kvfs.store import run_parallel  # noqa: E402
 from kvfs.testing import ShortReadFile, StoreContract, random_bytes  # noqa: E402
 
 MiB = 1024 * 1024
@@ -516,3 +517,13 @@ def test_decorators_stream_only_what_they_do_not_change() -> None:
     with PrefixDecorator("p/", store).open_writer("k") as writer:
         writer.write(value)
     assert store.get("p/k") == value
+
+
+def test_a_listing_of_many_pages_has_every_key_once(server: str) -> None:
+    store = _store(server)
+    keys = sorted(f"d/{number:04d}" for number in range(1010))  # two pages of ListObjectsV2
+    run_parallel(lambda key: store.put(key, b"x"), keys, 16)
+    requests = Requests(store.client)
+    assert list(store.iter_keys("d/")) == keys
+    assert [info.key for info in store.iter_level("d/")] == keys
+    assert requests.operations == ["ListObjectsV2"] * 4

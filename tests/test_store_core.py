@@ -34,7 +34,7 @@ from kvfs.errors import (
 )
 from kvfs.memory import DictStore
 from kvfs.mixins import NOT_SET, TimeToLiveMixin, UrlMixin
-from kvfs.store import KeyInfo, KeyValueStore
+from kvfs.store import KeyInfo, KeyValueStore, chained_pages
 from kvfs.testing import StoreContract
 
 REPO = Path(__file__).resolve().parent.parent
@@ -368,3 +368,43 @@ def test_get_file_to_a_name_of_the_longest_length(tmp_path: Path) -> None:
     store.get_file("k", str(target))
     assert target.read_bytes() == b"v"
     assert os.listdir(tmp_path) == ["n" * 255]
+
+
+def test_chained_pages_fetch_the_next_page_while_the_caller_reads() -> None:
+    pages = {None: ("one", 1), 1: ("two", 2), 2: ("three", None)}
+    asked: list[object] = []
+    second_asked = threading.Event()
+
+    def fetch(token: object) -> tuple[str, object]:
+        asked.append(token)
+        if token == 1:
+            second_asked.set()
+        return pages[token]  # type: ignore[index]
+
+    listing = chained_pages(fetch, lambda page: page[1])
+    assert next(listing)[0] == "one"
+    assert second_asked.wait(30)  # asked for while the caller holds the first page
+    assert [page[0] for page in listing] == ["two", "three"]
+    assert asked == [None, 1, 2]
+
+
+def test_chained_pages_raise_what_a_fetch_raises_and_fetch_on_demand_without_prefetch() -> None:
+    def failing(token: object) -> tuple[str, object]:
+        if token is None:
+            return ("first", "next")
+        raise BackendError("the server went away")
+
+    listing = chained_pages(failing, lambda page: page[1])
+    assert next(listing)[0] == "first"
+    with pytest.raises(BackendError, match="went away"):
+        next(listing)
+    asked: list[object] = []
+
+    def counting(token: object) -> tuple[str, object]:
+        asked.append(token)
+        return ("page", None if token else "more")
+
+    lazy = chained_pages(counting, lambda page: page[1], prefetch=False)
+    next(lazy)
+    assert asked == [None]  # nothing asked for until the caller reads on
+    assert len(list(lazy)) == 1 and asked == [None, "more"]

@@ -13,6 +13,8 @@ import pytest
 from kvfs.decorator import StoreDecorator
 from kvfs.errors import BackendError
 from kvfs.memory import DictStore
+from kvfs.mount import journal as journal_module
+from kvfs.mount.errors import MountError
 from kvfs.mount.journal import Journal, JournalInUseError
 from kvfs.mount.writeback import WriteBack, WriteBackError
 from kvfs.testing import StoreContract
@@ -82,8 +84,9 @@ def test_changes_reach_the_store_and_leave_the_journal(backend: Switchable, tmp_
     assert queue.drain(timeout=10)
     assert backend.get("c") == b"one" and "a" not in backend
     assert backend.get("d/b") == b"two"
-    assert os.listdir(tmp_path / "j" / "changes") == []
+    assert queue.journal.pending() == []
     queue.close()
+    assert os.listdir(tmp_path / "j" / "changes") == []  # nothing pending: no segment left
 
 
 def test_pending_state_is_visible_at_once(backend: Switchable, tmp_path: pathlib.Path) -> None:
@@ -302,18 +305,153 @@ def test_a_crash_leaves_changes_that_the_next_queue_replays(backend: Switchable,
     replay.close()
 
 
-def test_a_torn_change_is_set_aside(backend: Switchable, tmp_path: pathlib.Path) -> None:
+def test_a_torn_change_is_never_uploaded(backend: Switchable, tmp_path: pathlib.Path) -> None:
     journal = Journal(str(tmp_path / "j"))
-    change = journal.add("put", "a", content=b"complete content")
+    journal.add("put", "kept", content=b"acknowledged")
+    journal.add("put", "a", content=b"complete content")
     journal.close()
-    path = tmp_path / "j" / "changes" / f"{change.sequence:012d}"
-    with open(path, "r+b") as file:
-        file.truncate(4096 + 5)  # the power went out during the write
+    (segment,) = _segments(tmp_path / "j")
+    data = segment.read_bytes()
+    end = data.index(b"complete content") + len(b"complete content")
+    segment.write_bytes(data[: end - 5] + bytes(len(data) - end + 5))  # the power went out during the write
     queue = _queue(backend, tmp_path / "j")
     assert queue.drain(timeout=10)
-    assert "a" not in backend
+    assert "a" not in backend and backend.get("kept") == b"acknowledged"
+    queue.close()
+
+
+def test_a_torn_big_content_is_set_aside(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    change = journal.add("put", "big", content=io.BytesIO(os.urandom(journal_module.INLINE_LIMIT + 10)))
+    journal.close()
+    path = tmp_path / "j" / "changes" / f"{change.sequence:012d}.data"
+    with open(path, "r+b") as file:
+        file.truncate(100)
+    queue = _queue(backend, tmp_path / "j")
+    assert queue.drain(timeout=10)
+    assert "big" not in backend
     assert os.path.exists(f"{path}.torn")
     queue.close()
+
+
+def _segments(directory: pathlib.Path) -> list[pathlib.Path]:
+    return sorted((directory / "changes").glob("*.log"))
+
+
+def test_concurrent_adds_share_a_sync_and_all_replay(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    real_sync, syncs, gate = os.fdatasync, [], threading.Event()
+
+    def held_sync(fd: int) -> None:  # the first sync lasts until every writer has written
+        syncs.append(fd)
+        gate.wait(30)
+        real_sync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", held_sync)
+    writers = 16
+    changes: list[object] = []
+
+    def write(number: int) -> None:
+        changes.append(journal.add("put", f"k{number}", content=f"content {number}".encode(), mtime=float(number)))
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(writers)]
+    for thread in threads:
+        thread.start()
+    for _ in range(3000):  # each writer's record is in the log, the first sync still held
+        if len(journal.pending()) == writers:
+            break
+        time.sleep(0.01)
+    assert len(journal.pending()) == writers and not changes  # none acknowledged before its sync
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert len(changes) == writers
+    assert len(syncs) <= 2  # the one held, then one for all who wrote meanwhile
+    journal.close()
+    replayed = Journal(str(tmp_path / "j"))
+    pending = replayed.pending()
+    assert sorted(change.key for change in pending) == sorted(f"k{number}" for number in range(writers))
+    for change in pending:
+        assert replayed.read_content(change, 0, change.size) == f"content {change.key[1:]}".encode()
+    replayed.close()
+
+
+def test_many_concurrent_adds_replay_in_order(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "SEGMENT_SIZE", 4096)  # many segments, rotated under load
+    journal = Journal(str(tmp_path / "j"))
+    done: list[object] = []
+
+    def write(number: int) -> None:
+        for index in range(40):
+            change = journal.add("put", f"w{number}/f{index}", content=os.urandom(index * 10))
+            if index % 2:
+                journal.complete(change)
+            else:
+                done.append(change)
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    journal.close()
+    replayed = Journal(str(tmp_path / "j"))
+    assert replayed.pending() == sorted(done, key=lambda change: change.sequence)  # type: ignore[attr-defined]
+    replayed.close()
+
+
+def test_only_what_a_sync_covered_survives_a_crash(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk keeps what the last sync covered, plus part of a record written after it."""
+    journal = Journal(str(tmp_path / "j"))
+    (segment,) = _segments(tmp_path / "j")
+    real_sync, disk = os.fdatasync, {}
+
+    def sync(fd: int) -> None:
+        real_sync(fd)
+        disk["image"] = segment.read_bytes()
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", sync)
+    acknowledged = [journal.add("put", f"f{number}", content=bytes([number]) * 100) for number in range(5)]
+    journal.add("delete", "gone")
+    monkeypatch.setattr(journal_module.os, "fdatasync", real_sync)
+    journal.sync = False  # the next change's add is cut short by the crash
+    journal.add("put", "torn", content=b"x" * 1000)
+    journal.close()
+    written, image = segment.read_bytes(), disk["image"]
+    torn = next(index for index in range(len(written)) if written[index] != image[index])
+    segment.write_bytes(image[:torn] + written[torn : torn + 500] + image[torn + 500 :])  # as the power cut left it
+    replayed = Journal(str(tmp_path / "j"))
+    keys = [change.key for change in replayed.pending()]
+    assert keys == [change.key for change in acknowledged] + ["gone"]
+    assert replayed.read_content(replayed.pending()[2], 0, 1000) == bytes([2]) * 100
+    replayed.close()
+
+
+def test_a_crash_never_replays_a_change_over_a_later_one(
+    backend: Switchable, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record that a change is done is durable before a later change of its key is sent."""
+    queue = _queue(backend, tmp_path / "j")
+    (segment,) = _segments(tmp_path / "j")
+    real_sync, disk = os.fdatasync, {"image": segment.read_bytes()}
+
+    def sync(fd: int) -> None:  # what the disk holds: the log as of the last sync
+        real_sync(fd)
+        disk["image"] = segment.read_bytes()
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", sync)
+    backend.gate.clear()  # the first upload is held while the second change is recorded
+    queue.put("k", b"first")
+    queue.put("k", b"second")
+    backend.gate.set()
+    assert queue.drain(timeout=10) and backend.get("k") == b"second"
+    image = disk["image"]
+    monkeypatch.setattr(journal_module.os, "fdatasync", real_sync)
+    queue.close()
+    segment.write_bytes(image)  # the power went out: only what was synced is there
+    replayed = Journal(str(tmp_path / "j"))
+    assert [replayed.read_content(change, 0, 100) for change in replayed.pending()] in ([], [b"second"])
+    replayed.close()
 
 
 def test_one_journal_one_mount(tmp_path: pathlib.Path) -> None:
@@ -396,3 +534,43 @@ def test_a_directory_move_takes_stored_and_pending_values(tmp_path: pathlib.Path
     assert {key: backend.get(key) for key in backend.keys() if not key.endswith("/")} == expected
     assert not backend.has_directory("a")
     store.close()
+
+
+def test_many_moves_take_one_sync_and_one_batch(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = Switchable(DictStore())
+    for number in range(20):
+        backend.put(f"a/{number}", b"v%d" % number)
+    queue = _queue(backend, tmp_path / "j")
+    syncs: list[int] = []
+    real_sync = os.fdatasync
+    monkeypatch.setattr(journal_module.os, "fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+    changes = queue.move_many([(f"a/{number}", f"b/{number}") for number in range(20)])
+    assert len(syncs) == 1 and [change.kind for change in changes] == ["move"] * 20
+    assert queue.drain(timeout=10)
+    assert sorted(backend.keys()) == sorted(f"b/{number}" for number in range(20))
+    assert backend.get("b/7") == b"v7"
+    with pytest.raises(ValueError):
+        queue.journal.add_many([("put", "x", None)])
+    queue.close()
+
+
+def test_a_journal_in_the_earlier_format_is_refused_not_ignored(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "j" / "changes").mkdir(parents=True)
+    (tmp_path / "j" / "changes" / "000000000001").write_bytes(b'{"kind": "delete", "key": "a"}\n')
+    with pytest.raises(MountError, match="older format"):
+        Journal(str(tmp_path / "j"))
+    assert (tmp_path / "j" / "changes" / "000000000001").exists()
+
+
+def test_the_source_of_a_pending_copy_shows_its_pending_content(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    queue = _queue(backend, tmp_path / "j")
+    backend.gate.clear()  # nothing reaches the store yet
+    queue.put("source", b"value")
+    queue.copy("source", "dest")
+    content = queue.resolve("source")
+    assert content is not None and content.change is not None
+    assert queue.read(content.change, 0, 100) == b"value"
+    backend.gate.set()
+    assert queue.drain(timeout=10)
+    assert backend.get("source") == backend.get("dest") == b"value"
+    queue.close()

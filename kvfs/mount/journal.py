@@ -7,29 +7,49 @@ same store with the same journal finds the changes still pending and replays the
 
 Layout of the journal directory (one per store; see ``docs/mount.rst``)::
 
-    lock                    flock'ed by the mount using the journal
-    changes/000000000042    one change: a JSON header line, then the content (puts)
+    lock                      flock'ed by the mount using the journal
+    changes/000000000007.log  a log segment: records appended one after another
+    changes/000000000042.data the content of change 42, a put too big to go in the log
 
-A change file is written in one pass and made durable with one ``fdatasync`` and an
-``fsync`` of ``changes/`` (with ``sync=True``); its header records the content's size
-and CRC-32, so a change torn by a crash while it was written (before the program was
-told it succeeded) is recognised and set aside as ``*.torn``, never uploaded. A change
-is removed (and ``changes/`` synced) once the store has it: a change is never applied
-twice after a later change of the same key was stored.
+Each record is a 20-byte prefix (``KVJ1``, the header's length, the inline content's
+length, the CRC-32 of header and content), a JSON header, then the inline content. A
+record is a change (``sequence``, ``kind``, ``key``, ``source``, ``mtime``, ``size``,
+``crc32`` of a separate content), ``done`` (the sequence of a change the store has) or
+a ``checkpoint`` (the sequences pending when the segment began).
+
+**Group commit**: records go into the log in order under a lock, and one ``fdatasync``
+of the log makes every record written before it durable, so concurrent :meth:`Journal.add`
+calls share one (the first waiting caller syncs for everyone written so far; the others
+wait for it, then return or sync the next group). :meth:`Journal.add` returns only once
+its record (and content) is durable. ``done`` records are not synced on their own: a
+crash may forget that a change was stored, and it is then sent again, which is harmless
+as long as no later change of the same key was stored after it; the queue calls
+:meth:`Journal.make_durable` before it sends a change (one sync shared by every worker
+and every add waiting then, none when nothing was written since the last), so an earlier
+change is never replayed over a later one.
+
+A new segment starts (synced, with a checkpoint) when the current one passes
+:data:`SEGMENT_SIZE` and at every mount; a segment none of whose changes is pending any
+more is deleted (after a sync, so the ``done`` records of others are durable first). A
+record torn by a crash while it was written (before the program was told it succeeded)
+fails its checksum and ends its segment's replay; a separate content torn so is set aside
+as ``*.torn``, never uploaded.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import logging
 import os
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from .errors import MountError
 
@@ -37,10 +57,19 @@ log = logging.getLogger("kvfs.mount.journal")
 
 #: Kinds of change. ``key`` is what a change writes; copies and moves also name a ``source``.
 KINDS = frozenset({"put", "delete", "copy", "move", "put_directory", "delete_directory"})
-#: Bytes copied at a time into a change file.
+#: Bytes copied at a time into a separate content file.
 _CHUNK = 1024 * 1024
-#: Digits of a change file's sequence number (sorted by name = sorted by sequence).
+#: Contents up to this size go into the log itself; bigger ones into their own file.
+INLINE_LIMIT = 1024 * 1024
+#: A segment bigger than this is closed: the next record starts a new one.
+SEGMENT_SIZE = 64 * 1024 * 1024
+#: The log grows by this much at a time, filled with zeros (see ``Journal._allocate``).
+_ALLOCATION = 1024 * 1024
+#: Digits of segment and content file names (sorted by name = sorted by number).
 _DIGITS = 12
+_MAGIC = b"KVJ1"
+#: Magic, header length, inline content length, CRC-32 of header and content.
+_PREFIX = struct.Struct("<4sIQI")
 
 
 class JournalInUseError(MountError):
@@ -70,6 +99,16 @@ class Change:
         return (self.key,) if self.source is None else (self.source, self.key)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where a pending change's record is: its segment, and its inline content's offset there."""
+
+    change: Change
+    segment: int
+    offset: int
+    separate: bool
+
+
 class Journal:
     """The pending changes of one store, in *directory* (created, mode 0700, if missing).
 
@@ -92,17 +131,49 @@ class Journal:
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise JournalInUseError(f"the journal {directory} is in use by another mount") from None
             raise
+        legacy = [name for name in os.listdir(self._changes) if len(name) == _DIGITS and name.isdigit()]
+        if legacy:
+            os.close(self._lock_fd)
+            raise MountError(
+                f"the journal {directory} holds {len(legacy)} change(s) in an older format: "
+                "mount it with the kvfs that wrote them and unmount (that sends them) first"
+            )
         self._directory_fd = os.open(self._changes, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._mutex = threading.Lock()
-        self._next = 1 + max((int(name) for name in self._names()), default=0)
-
-    def _names(self) -> Iterator[str]:
+        # Guards everything below; waited on by adds whose record another add is syncing.
+        self._lock = threading.Condition()
+        self._where: dict[int, _Where] = {}  # pending changes by sequence
+        self._live: dict[int, int] = {}  # pending changes per segment
+        self._fd = -1  # the current segment, appended to
+        self._segment = 0
+        self._end = 0  # bytes written to the current segment
+        self._synced = 0  # bytes of the current segment known durable
+        self._syncing = False  # an add is syncing the current segment
+        self._first_record_end = 0  # the end of the current segment's checkpoint
+        self._allocated = 0  # the current segment's size: zeros after the end
+        self._next = 1
         for name in os.listdir(self._changes):
-            if len(name) == _DIGITS and name.isdigit():
-                yield name
+            if name.endswith((".log.new", ".data.new")):  # never referenced by a record
+                _unlink_quietly(os.path.join(self._changes, name))
+        self._replay()
+        with self._lock:
+            self._start_segment()
+            self._delete_finished_segments()
 
-    def _path(self, sequence: int) -> str:
-        return os.path.join(self._changes, f"{sequence:0{_DIGITS}d}")
+    # ------------------------------------------------------------------ files
+
+    def _numbers(self, suffix: str) -> list[int]:
+        numbers = []
+        for name in os.listdir(self._changes):
+            number, dot, rest = name.partition(".")
+            if dot and "." + rest == suffix and len(number) == _DIGITS and number.isdigit():
+                numbers.append(int(number))
+        return sorted(numbers)
+
+    def _segment_path(self, segment: int) -> str:
+        return os.path.join(self._changes, f"{segment:0{_DIGITS}d}.log")
+
+    def _data_path(self, sequence: int) -> str:
+        return os.path.join(self._changes, f"{sequence:0{_DIGITS}d}.data")
 
     # ------------------------------------------------------------------ writing
 
@@ -127,31 +198,71 @@ class Journal:
             raise ValueError("a put, and only a put, carries content")
         if (kind in ("copy", "move")) != (source is not None):
             raise ValueError("a copy or move, and only those, has a source")
-        with self._mutex:
+        with self._lock:
             sequence = self._next
             self._next += 1
-        path = self._path(sequence)
+        header: dict[str, Any] = {"sequence": sequence, "kind": kind, "key": key, "source": source, "mtime": mtime}
+        inline = b""
+        if content is not None:
+            inline = _read_up_to(content, INLINE_LIMIT + 1)
+            if len(inline) > INLINE_LIMIT:
+                header["size"], header["crc32"] = self._write_separately(sequence, inline, content)
+                header["separate"] = True
+                inline = b""
+            else:
+                header["size"] = len(inline)
+        change = _change_of(header)
+        ticket = self._append(header, inline, change)
+        if self.sync:
+            try:
+                self._wait_durable(ticket)
+            except OSError:
+                self._cancel_quietly(change)  # the caller hears it failed: never sent
+                raise
+        return change
+
+    def _cancel_quietly(self, change: Change) -> None:
+        try:
+            self.complete(change)
+        except OSError as error:
+            log.error("journal: change %d (%s) failed and could not be cancelled: %s", change.sequence, change.key, error)
+
+    def add_many(self, changes: list[tuple[str, str, str | None]]) -> list[Change]:
+        """Record several changes without content, each ``(kind, key, source)``, with one
+        sync for all (a directory's rename: a move per value); durable when it returns."""
+        for kind, _, source in changes:
+            if kind not in KINDS or kind == "put":
+                raise ValueError(f"add_many takes changes without content, not {kind!r}")
+            if (kind in ("copy", "move")) != (source is not None):
+                raise ValueError("a copy or move, and only those, has a source")
+        recorded, ticket = [], (0, 0)
+        for kind, key, source in changes:
+            with self._lock:
+                sequence = self._next
+                self._next += 1
+            header = {"sequence": sequence, "kind": kind, "key": key, "source": source, "mtime": None}
+            change = _change_of(header)
+            ticket = self._append(header, b"", change)
+            recorded.append(change)
+        if self.sync and recorded:
+            try:
+                self._wait_durable(ticket)
+            except OSError:
+                for change in recorded:
+                    self._cancel_quietly(change)
+                raise
+        return recorded
+
+    def _write_separately(self, sequence: int, first: bytes, rest: IO[bytes] | bytes) -> tuple[int, int]:
+        """Write a big content to its own file, durably (before its record names it): size and CRC."""
+        path = self._data_path(sequence)
         fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            header = {"kind": kind, "key": key, "source": source, "mtime": mtime}
             size, checksum = 0, 0
-            if content is not None:
-                # The header goes first but its size and checksum are known last:
-                # reserve a fixed-width line and write it at the end.
-                os.pwrite(fd, b" " * 4096, 0)
-                offset = 4096
-                for chunk in _chunks(content):
-                    _write_all(fd, chunk, offset)
-                    offset += len(chunk)
-                    checksum = zlib.crc32(chunk, checksum)
-                size = offset - 4096
-            header.update(size=size, crc32=checksum)
-            line = json.dumps(header, ensure_ascii=True).encode() + b"\n"
-            if content is not None:
-                if len(line) > 4096:
-                    raise ValueError("a key this long does not fit a journal header")
-                line = line[:-1].ljust(4095) + b"\n"
-            _write_all(fd, line, 0)
+            for chunk in _chunks(first, rest):
+                _write_all(fd, chunk, size)
+                size += len(chunk)
+                checksum = zlib.crc32(chunk, checksum)
             if self.sync:
                 os.fdatasync(fd)
             os.rename(f"{path}.new", path)
@@ -162,81 +273,289 @@ class Journal:
             _unlink_quietly(f"{path}.new")
             raise
         os.close(fd)
-        return Change(sequence, kind, key, source, size, mtime)
+        return size, checksum
+
+    def _append(self, header: dict[str, Any], inline: bytes, change: Change | None) -> tuple[int, int]:
+        """Write a record (of *change*, if given) at the end of the log; return (segment, end) to wait for."""
+        encoded = json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode()
+        checksum = zlib.crc32(inline, zlib.crc32(encoded))
+        record = _PREFIX.pack(_MAGIC, len(encoded), len(inline), checksum) + encoded + inline
+        with self._lock:
+            while self._end + len(record) > SEGMENT_SIZE and self._end > self._first_record_end:
+                if self._syncing:  # its descriptor must stay open until that sync ends
+                    self._lock.wait()
+                    continue
+                self._rotate()
+            offset = self._end
+            try:
+                _write_all(self._fd, record, offset)
+                if offset + len(record) > self._allocated:
+                    self._allocate(offset + len(record))
+            except BaseException:
+                # Whatever part was written is overwritten by the next record.
+                os.ftruncate(self._fd, offset)
+                self._allocated = min(self._allocated, offset)
+                raise
+            self._end = offset + len(record)
+            if change is not None:
+                self._where[change.sequence] = _Where(
+                    change, self._segment, offset + _PREFIX.size + len(encoded), bool(header.get("separate"))
+                )
+                self._live[self._segment] = self._live.get(self._segment, 0) + 1
+            return self._segment, self._end
+
+    def _allocate(self, end: int) -> None:
+        """Write zeros beyond *end*: the records written there next change no file size, so
+        their sync writes data only (no file system journal commit). Holds the lock."""
+        allocated = (end // _ALLOCATION + 1) * _ALLOCATION
+        _write_all(self._fd, bytes(allocated - end), end)
+        self._allocated = allocated
+
+    def _wait_durable(self, ticket: tuple[int, int]) -> None:
+        """Return once the log is durable up to *ticket*: sync it, or wait for the add syncing it."""
+        segment, end = ticket
+        with self._lock:
+            while True:
+                if segment < self._segment or self._synced >= end:
+                    return
+                if not self._syncing:
+                    break
+                self._lock.wait()
+            self._syncing = True
+            fd, target = self._fd, self._end  # everything written so far: one sync for all
+        try:
+            os.fdatasync(fd)
+        finally:
+            with self._lock:
+                self._syncing = False
+                if segment == self._segment:
+                    self._synced = max(self._synced, target)
+                self._lock.notify_all()
+
+    def _start_segment(self) -> None:
+        """Begin a new segment with a checkpoint of what is pending, durably. Holds the lock."""
+        self._segment = max([self._segment, *self._numbers(".log")]) + 1
+        path = self._segment_path(self._segment)
+        fd = os.open(f"{path}.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            header = {"checkpoint": sorted(self._where), "next": self._next}
+            encoded = json.dumps(header, separators=(",", ":")).encode()
+            record = _PREFIX.pack(_MAGIC, len(encoded), 0, zlib.crc32(encoded)) + encoded
+            _write_all(fd, record, 0)
+            if self.sync:
+                os.fdatasync(fd)
+            os.rename(f"{path}.new", path)
+            if self.sync:
+                os.fsync(self._directory_fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(f"{path}.new")
+            raise
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        self._end = self._synced = self._first_record_end = self._allocated = len(record)
+
+    def _rotate(self) -> None:
+        """Close the current segment (synced) and start the next. Holds the lock."""
+        if self.sync:
+            os.fdatasync(self._fd)
+        self._start_segment()
+        self._delete_finished_segments()
+
+    def _delete_finished_segments(self) -> None:
+        """Delete every older segment with nothing pending. Holds the lock.
+
+        The current segment is synced first: the ``done`` records written since the
+        last sync must not be lost while the segments they complete go away.
+        """
+        finished = [number for number in self._numbers(".log") if number < self._segment and not self._live.get(number)]
+        if not finished:
+            return
+        if self.sync and self._synced < self._end:
+            os.fdatasync(self._fd)
+            self._synced = self._end
+        for number in finished:
+            _unlink_quietly(self._segment_path(number))
+            self._live.pop(number, None)
+
+    def make_durable(self) -> None:
+        """Return once every record written so far is durable (shared with concurrent adds).
+
+        :meth:`complete` does not sync; call this before sending a change, so that no
+        change done before it is replayed after it.
+        """
+        if self.sync:
+            with self._lock:
+                ticket = (self._segment, self._end)
+            self._wait_durable(ticket)
 
     def complete(self, change: Change) -> None:
-        """The store has *change*: forget it (durably, so it is never applied again)."""
-        _unlink_quietly(self._path(change.sequence))
-        if self.sync:
-            os.fsync(self._directory_fd)
+        """The store has *change*: forget it. Not synced: after a crash it may be sent
+        again (see :meth:`make_durable`)."""
+        header = {"done": change.sequence}
+        self._append(header, b"", None)
+        with self._lock:
+            where = self._where.pop(change.sequence, None)
+            if where is None:
+                return
+            self._live[where.segment] -= 1
+            if where.segment != self._segment and not self._live[where.segment]:
+                self._delete_finished_segments()
+        if where.separate:
+            _unlink_quietly(self._data_path(change.sequence))
 
     # ------------------------------------------------------------------ reading
 
     def open_content(self, change: Change) -> IO[bytes]:
-        """The content of a put, as a file positioned at its start (the caller closes it)."""
-        file = open(self._path(change.sequence), "rb")  # noqa: SIM115 - returned open
-        file.seek(4096)
-        return file
+        """The content of a put, as a file positioned at its start (the caller closes it).
+
+        Raises ``FileNotFoundError`` once the change is complete.
+        """
+        where = self._where_of(change)
+        if where.separate:
+            return open(self._data_path(change.sequence), "rb")  # noqa: SIM115 - returned open
+        return io.BytesIO(self.read_content(change, 0, change.size))
 
     def read_content(self, change: Change, offset: int, length: int) -> bytes:
-        """Up to *length* bytes of a put's content from *offset*."""
-        fd = os.open(self._path(change.sequence), os.O_RDONLY | os.O_CLOEXEC)
+        """Up to *length* bytes of a put's content from *offset*.
+
+        Raises ``FileNotFoundError`` once the change is complete.
+        """
+        where = self._where_of(change)
+        length = max(0, min(length, change.size - offset))
+        if where.separate:
+            path, start = self._data_path(change.sequence), offset
+        else:
+            path, start = self._segment_path(where.segment), where.offset + offset
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return os.pread(fd, max(0, min(length, change.size - offset)), 4096 + offset)
+            return os.pread(fd, length, start)
         finally:
             os.close(fd)
 
+    def _where_of(self, change: Change) -> _Where:
+        with self._lock:
+            where = self._where.get(change.sequence)
+        if where is None:
+            raise FileNotFoundError(errno.ENOENT, f"change {change.sequence} is no longer in the journal")
+        return where
+
     def pending(self) -> list[Change]:
-        """Every change recorded and not completed, oldest first.
+        """Every change recorded and not completed, oldest first."""
+        with self._lock:
+            return [self._where[sequence].change for sequence in sorted(self._where)]
 
-        A change file that is incomplete (torn by a crash while it was written) is
-        renamed to ``*.torn`` and logged; half-written ``*.new`` files are removed.
-        """
-        for name in os.listdir(self._changes):
-            if name.endswith(".new"):
-                _unlink_quietly(os.path.join(self._changes, name))
-        changes = []
-        for name in sorted(self._names()):
-            change = self._load(int(name))
-            if change is not None:
-                changes.append(change)
-        return changes
+    def _replay(self) -> None:
+        """Read what earlier mounts left: the pending changes, in ``_where`` and ``_live``."""
+        found: dict[int, _Where] = {}
+        for segment in self._numbers(".log"):
+            for offset, header in _records(self._segment_path(segment)):
+                if "checkpoint" in header:
+                    still = set(header["checkpoint"])
+                    found = {sequence: where for sequence, where in found.items() if sequence in still}
+                    self._next = max(self._next, header["next"])
+                elif "done" in header:
+                    found.pop(header["done"], None)
+                else:
+                    change = _change_of(header)
+                    found[change.sequence] = _Where(change, segment, offset, bool(header.get("separate")))
+                    self._next = max(self._next, change.sequence + 1)
+                    if header.get("separate") and not self._separate_is_whole(change, header):
+                        del found[change.sequence]
+        self._where = found
+        for where in found.values():
+            self._live[where.segment] = self._live.get(where.segment, 0) + 1
+        for sequence in self._numbers(".data"):
+            if sequence not in found:  # its change is done (or its record never written)
+                _unlink_quietly(self._data_path(sequence))
 
-    def _load(self, sequence: int) -> Change | None:
-        path = self._path(sequence)
+    def _separate_is_whole(self, change: Change, header: dict[str, Any]) -> bool:
+        """Whether a put's separate content is all there (if missing, the change was done)."""
+        path = self._data_path(change.sequence)
         try:
             with open(path, "rb") as file:
-                header = json.loads(file.readline())
-                change = Change(
-                    sequence, header["kind"], header["key"], header.get("source"), header["size"], header.get("mtime")
-                )
-                if change.kind == "put":
-                    file.seek(4096)
-                    checksum, size = 0, 0
-                    for chunk in iter(lambda: file.read(_CHUNK), b""):
-                        checksum = zlib.crc32(chunk, checksum)
-                        size += len(chunk)
-                    if size != change.size or checksum != header["crc32"]:
-                        raise ValueError(f"content is {size} bytes, the header says {change.size}, or differs")
-                return change
-        except (ValueError, KeyError, TypeError) as error:
-            log.error("journal: change %s is incomplete (%s); kept as %s.torn, not uploaded", path, error, path)
+                checksum, size = 0, 0
+                for chunk in iter(lambda: file.read(_CHUNK), b""):
+                    checksum = zlib.crc32(chunk, checksum)
+                    size += len(chunk)
+        except FileNotFoundError:
+            return False
+        if size != change.size or checksum != header["crc32"]:
+            log.error("journal: the content of change %d (%s) is incomplete; kept as %s.torn, not uploaded",
+                      change.sequence, change.key, path)  # fmt: skip
             os.replace(path, f"{path}.torn")
-            return None
+            return False
+        return True
 
     def close(self) -> None:
-        """Release the journal (its pending changes stay on disk for the next mount)."""
+        """Release the journal (its pending changes stay on disk for the next mount).
+
+        With nothing pending its segments go: an empty journal is an empty ``changes/``.
+        """
+        with self._lock:
+            if self.sync and self._synced < self._end:
+                os.fdatasync(self._fd)
+            if not self._where:
+                for number in self._numbers(".log"):
+                    _unlink_quietly(self._segment_path(number))
+            os.close(self._fd)
+            self._fd = -1
         os.close(self._directory_fd)
         os.close(self._lock_fd)
 
 
-def _chunks(content: IO[bytes] | bytes) -> Iterator[bytes]:
+def _change_of(header: dict[str, Any]) -> Change:
+    return Change(
+        header["sequence"], header["kind"], header["key"], header.get("source"), header.get("size", 0), header.get("mtime")
+    )
+
+
+def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The intact records of a segment: (offset of the inline content, header), up to the first torn one."""
+    with open(path, "rb") as file:
+        data = file.read()
+    offset = 0
+    while offset + _PREFIX.size <= len(data):
+        magic, header_size, inline_size, checksum = _PREFIX.unpack_from(data, offset)
+        start = offset + _PREFIX.size
+        end = start + header_size + inline_size
+        if magic != _MAGIC or end > len(data) or zlib.crc32(data[start:end]) != checksum:
+            break
+        try:
+            header = json.loads(data[start : start + header_size])
+        except ValueError:
+            break
+        yield start + header_size, header
+        offset = end
+    if data[offset:].strip(b"\0"):  # zeros: room made for later records
+        log.error("journal: %s is torn at byte %d (a crash while a change was written, before it was "
+                  "acknowledged); the %d bytes after it are ignored", path, offset, len(data) - offset)  # fmt: skip
+
+
+def _read_up_to(content: IO[bytes] | bytes, limit: int) -> bytes:
     if isinstance(content, (bytes, bytearray, memoryview)):
-        if content:
-            yield bytes(content)
+        return bytes(content[:limit])
+    parts, left = [], limit
+    while left > 0:
+        chunk = content.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _chunks(first: bytes, rest: IO[bytes] | bytes) -> Iterator[bytes]:
+    """*first* (read from *rest* already), then the rest of *rest*."""
+    if isinstance(rest, (bytes, bytearray, memoryview)):
+        if rest:
+            yield bytes(rest)
         return
+    if first:
+        yield first
     while True:
-        chunk = content.read(_CHUNK)
+        chunk = rest.read(_CHUNK)
         if not chunk:
             return
         yield chunk

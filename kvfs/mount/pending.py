@@ -217,8 +217,8 @@ class PendingStore(StoreDecorator):
         names = [name for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
         if not names and not self._has_directory(source):
             raise KeyNotFoundError(source)
-        for name in names:  # listed just now, pending changes included: no request to check each
-            self.queue.move(name, dest + SEPARATOR + name[len(below) :])
+        # Listed just now, pending changes included: no request to check each.
+        self.queue.move_many([(name, dest + SEPARATOR + name[len(below) :]) for name in names])
         if self.supports_directories:
             self._move_markers(source, dest)
         return dest

@@ -167,6 +167,14 @@ class WriteBack:
         """Record a move of *source*'s value (pending changes included) to *key*."""
         return self._add("move", key, source=source)
 
+    def move_many(self, moves: list[tuple[str, str]]) -> list[Change]:
+        """Record a move of each ``(source, key)``, in order, with one journal sync for all."""
+        changes = self.journal.add_many([("move", key, source) for source, key in moves])
+        with self._lock:
+            for change in changes:
+                self._enqueue(change)
+        return changes
+
     def put_directory(self, key: str) -> Change:
         """Record a new (empty) directory *key*."""
         return self._add("put_directory", key)
@@ -257,6 +265,9 @@ class WriteBack:
                 return Content(missing=True)
             if change.kind in ("copy", "move") and key == change.key:
                 pending, key = pending.source_before, change.source  # type: ignore[assignment]
+                continue
+            if change.kind == "copy" and key == change.source:
+                pending = pending.source_before  # a copy leaves its source as it was before
                 continue
             return Content(store_key=key, directory=change.kind == "put_directory")
 
@@ -441,6 +452,9 @@ class WriteBack:
                         self._lock.notify_all()
 
     def _send(self, batch: list[_Pending]) -> None:
+        # The journal's records of changes done so far are durable before anything later
+        # is stored: a crash then never replays an earlier change over a later one.
+        self.journal.make_durable()
         change = batch[0].change
         store = self.store
         if change.kind == "delete":

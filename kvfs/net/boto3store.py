@@ -12,7 +12,7 @@ from .._extras import require
 from ..errors import BackendError, InvalidKeyError, KeyNotFoundError, KeyTooLongError
 from ..keys import MAX_KEY_LENGTH
 from ..mixins import CopyMixin, UrlMixin
-from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild, run_parallel
+from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild, chained_pages, run_parallel
 from . import BucketStoreCapabilities, UploadSource, metadata_fields, open_streamed, parse_metadata
 from ..writer import ValueWriter
 from .s3writer import MultipartWriter
@@ -325,11 +325,18 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             )
 
     def _pages(self, prefix: str, **options: Any) -> Iterator[dict[str, Any]]:
-        paginator = self.client.get_paginator("list_objects_v2")
+        request = {"Bucket": self.bucket_name, "Prefix": self._name(prefix), **options}
+
+        def fetch(token: str | None) -> dict[str, Any]:
+            return self.client.list_objects_v2(**request, **({"ContinuationToken": token} if token else {}))
+
+        def next_token(page: dict[str, Any]) -> str | None:
+            return page.get("NextContinuationToken") if page.get("IsTruncated") else None
+
         with _errors():
-            yield from paginator.paginate(
-                Bucket=self.bucket_name, Prefix=self._name(prefix), **options
-            )
+            # The next page is fetched while this one is read, unless the caller asks
+            # for a few keys only (MaxKeys): it seldom reads on.
+            yield from chained_pages(fetch, next_token, prefetch="MaxKeys" not in options)
 
     def _iter_keys(self, prefix: str) -> Iterator[str]:
         cut = len(self.prefix)
