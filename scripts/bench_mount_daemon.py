@@ -98,14 +98,14 @@ class CountingStore(StoreDecorator):
         """The wrapped store's ``streams_writes``."""
         return self._dstore.streams_writes
 
-    def _open_writer(self, key: str) -> Any:
-        return self._dstore.open_writer(key)
+    def _open_writer(self, key: str, metadata: Any = None) -> Any:
+        return self._dstore.open_writer(key, metadata=metadata)
 
     def _new_staging_file(self, key: str) -> IO[bytes]:
         return self._dstore.new_staging_file(key)
 
-    def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
-        return self._dstore.commit_staging_file(key, file)
+    def _commit_staging_file(self, key: str, file: IO[bytes], metadata: Any = None) -> str:
+        return self._dstore.commit_staging_file(key, file, metadata=metadata)
 
     # Bulk operations go to the wrapped store whole (one rename, batched deletes), as
     # they would without the counting.

@@ -117,6 +117,8 @@ class PendingStore(StoreDecorator):
         return self._read(key, lambda c: KeyInfo(key, c.change.size, c.change.mtime), stored)  # type: ignore[union-attr]
 
     def _describe(self, key: str) -> KeyInfo | None:
+        if self.queue.resolve(key) is None and not self.queue.pending_under(key + SEPARATOR):
+            return self._dstore.describe(key)  # nothing pending here: the store's one request says all
         if self._has_directory(key):
             return KeyInfo(key + SEPARATOR, is_prefix=True)
         if self.queue.resolve(key) is None:
