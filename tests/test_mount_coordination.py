@@ -163,6 +163,33 @@ def test_changes_left_in_a_write_back_journal_are_announced_once_stored(
     assert ("entry", "x/f") in calls and ("entry", "x/old") in calls
 
 
+def test_a_directory_rename_left_in_a_write_back_journal_is_announced_as_one(
+    redis_hosts: tuple[Coordinator, Coordinator], store_url: str
+) -> None:
+    a, b = redis_hosts
+    recorder = Recorder()
+    MountCoordination(b, store_url, recorder.callbacks()).start()
+    waiting: list[tuple[tuple[str, ...], bool]] = []
+
+    def when_stored(keys: Sequence[str], callback: Callable[[], None], *, below: bool = False) -> None:
+        waiting.append((tuple(keys), below))
+        callback()
+
+    mount_a = MountCoordination(a, store_url, Recorder().callbacks(), when_stored)
+    # The journal keeps "mv top/d1 top/d2" as a move per value.
+    mount_a.announce_journaled(
+        [
+            JournalChange(1, "move", "top/d2/f", source="top/d1/f"),
+            JournalChange(2, "move", "top/d2/sub/g", source="top/d1/sub/g"),
+            JournalChange(3, "move", "top/renamed", source="top/file"),
+        ]
+    )
+    assert (("top/d1", "top/d2"), True) in waiting
+    assert sum(1 for keys, _ in waiting if keys == ("top/d1", "top/d2")) == 1
+    calls = recorder.wait_for(("tree", "top/d2"))
+    assert ("tree", "top/d1") in calls and ("listing", "top") in calls
+
+
 def test_a_rename_forgets_both_names(redis_hosts: tuple[Coordinator, Coordinator], store_url: str) -> None:
     a, b = redis_hosts
     recorder = Recorder()

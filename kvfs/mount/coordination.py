@@ -67,6 +67,25 @@ _JOURNAL_KINDS = {
 }
 
 
+def _moved_directory(source: str, key: str) -> tuple[str, str] | None:
+    """The directories a move of *source* to *key* implies, by their common trailing names.
+
+    ``d1/sub/f`` to ``d2/sub/f``: ``d1`` to ``d2``; None when the last names differ (a
+    file's rename). A file moved to another directory under the same name counts too:
+    announcing more than moved only drops more caches.
+    """
+    source_parts, key_parts = source.split("/"), key.split("/")
+    common = 0
+    while (
+        common < min(len(source_parts), len(key_parts)) - 1
+        and source_parts[-1 - common] == key_parts[-1 - common]
+    ):
+        common += 1
+    if common == 0:
+        return None
+    return "/".join(source_parts[:-common]), "/".join(key_parts[:-common])
+
+
 class WhenStored(Protocol):
     """Calls back once the store has every pending change of some keys (:meth:`WriteBack.when_stored`)."""
 
@@ -191,11 +210,21 @@ class MountCoordination:
 
         *changes* are :class:`kvfs.mount.journal.Change` objects; a move is announced
         as a rename of its source to its key. Kinds the journal does not know are skipped.
+        The journal keeps a directory's rename as a move per value: the directories the
+        moves imply (``d1/f`` to ``d2/f``: ``d1`` to ``d2``) are announced once each, as a
+        directory's rename, so other mounts also drop the listings that named them.
         """
+        directories: dict[tuple[str, str], None] = {}
         for change in changes:
             kind = _JOURNAL_KINDS.get(change.kind)
             if kind is not None:
                 self.publish(kind, change.keys if kind is ChangeKind.RENAME else (change.key,))
+            if change.kind == "move" and change.source is not None:
+                moved = _moved_directory(change.source, change.key)
+                if moved is not None:
+                    directories[moved] = None
+        for source, target in directories:
+            self.publish(ChangeKind.RENAME, (source, target), directory=True)
 
     def status(self) -> CoordinatorStatus:
         return self.coordinator.status()
