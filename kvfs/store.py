@@ -868,9 +868,10 @@ class KeyValueStore:
     def _put(self, key: str, data: bytes) -> str:
         return self._put_file(key, io.BytesIO(data))
 
-    def _put_filename(self, key: str, filename: str) -> str:
+    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
+        # Called with *metadata* only on a store with metadata_with_writes, whose _put_file takes it.
         with open(filename, "rb") as file:
-            return self._put_file(key, file)
+            return self._put_file(key, file) if metadata is None else self._put_file(key, file, metadata=metadata)
 
     def _stat(self, key: str) -> KeyInfo:
         with self._open(key) as file:

@@ -47,11 +47,13 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .errors import MountError
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("kvfs.mount.journal")
 
@@ -255,14 +257,29 @@ class Journal:
 
     def _write_separately(self, sequence: int, first: bytes, rest: IO[bytes] | bytes) -> tuple[int, int]:
         """Write a big content to its own file, durably (before its record names it): size and CRC."""
-        path = self._data_path(sequence)
-        fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
+
+        def write(fd: int) -> tuple[int, int]:
             size, checksum = 0, 0
             for chunk in _chunks(first, rest):
                 _write_all(fd, chunk, size)
                 size += len(chunk)
                 checksum = zlib.crc32(chunk, checksum)
+            return size, checksum
+
+        fd, written = self._create_durably(self._data_path(sequence), write)
+        os.close(fd)
+        return written
+
+    def _create_durably(self, path: str, write: Callable[[int], _T]) -> tuple[int, _T]:
+        """Make the file *path* with what *write* writes to the descriptor it is given, durably.
+
+        Written as ``PATH.new`` and renamed when synced, so a crash leaves the whole file or
+        none. Returns the descriptor (open for reading and writing) and what *write* returned;
+        raises what writing raises.
+        """
+        fd = os.open(f"{path}.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            written = write(fd)
             if self.sync:
                 os.fdatasync(fd)
             os.rename(f"{path}.new", path)
@@ -272,8 +289,7 @@ class Journal:
             os.close(fd)
             _unlink_quietly(f"{path}.new")
             raise
-        os.close(fd)
-        return size, checksum
+        return fd, written
 
     def _append(self, header: dict[str, Any], inline: bytes, change: Change | None) -> tuple[int, int]:
         """Write a record (of *change*, if given) at the end of the log; return (segment, end) to wait for."""
@@ -335,22 +351,10 @@ class Journal:
     def _start_segment(self) -> None:
         """Begin a new segment with a checkpoint of what is pending, durably. Holds the lock."""
         self._segment = max([self._segment, *self._numbers(".log")]) + 1
-        path = self._segment_path(self._segment)
-        fd = os.open(f"{path}.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            header = {"checkpoint": sorted(self._where), "next": self._next}
-            encoded = json.dumps(header, separators=(",", ":")).encode()
-            record = _PREFIX.pack(_MAGIC, len(encoded), 0, zlib.crc32(encoded)) + encoded
-            _write_all(fd, record, 0)
-            if self.sync:
-                os.fdatasync(fd)
-            os.rename(f"{path}.new", path)
-            if self.sync:
-                os.fsync(self._directory_fd)
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(f"{path}.new")
-            raise
+        header = {"checkpoint": sorted(self._where), "next": self._next}
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        record = _PREFIX.pack(_MAGIC, len(encoded), 0, zlib.crc32(encoded)) + encoded
+        fd, _ = self._create_durably(self._segment_path(self._segment), lambda fd: _write_all(fd, record, 0))
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd

@@ -510,9 +510,6 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             )
         return key
 
-    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
-        with open(filename, "rb") as file:
-            return self._put_file(key, file, metadata)
     def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
         return MultipartWriter(
             key,

@@ -350,10 +350,6 @@ class GoogleCloudStore(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueSto
             blob.upload_from_file(UploadSource(file), content_type=_CONTENT_TYPE, **self._call)
         return key
 
-    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
-        with open(filename, "rb") as file:
-            return self._put_file(key, file, metadata)
-
     def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
         blob = self._upload_blob(key)
         _carry(blob, metadata)
