@@ -97,6 +97,11 @@ def check_metadata(
             raise ValueError(f"{name} must be a finite number of seconds, not {when!r}")
 
 
+def _check_metadata_type(metadata: object) -> None:
+    if not isinstance(metadata, Metadata):
+        raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+
+
 @dataclass(frozen=True)
 class Metadata:
     """POSIX metadata written together with a value (``put(..., metadata=Metadata(...))``).
@@ -509,8 +514,7 @@ class KeyValueStore:
 
     def _write_with_metadata(self, hook: Callable[..., str], key: str, content: Any, metadata: Metadata) -> str:
         """Call the write *hook* for *key* so that *metadata* is kept with the value where it can be."""
-        if not isinstance(metadata, Metadata):
-            raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+        _check_metadata_type(metadata)
         if not self.keeps_metadata:
             return hook(key, content)
         if self.metadata_with_writes:
@@ -776,8 +780,8 @@ class KeyValueStore:
         :meth:`put` stores it (``TypeError`` for anything but a :class:`Metadata`).
         """
         self._check_valid_key(key)
-        if metadata is not None and not isinstance(metadata, Metadata):
-            raise TypeError(f"metadata must be a kvfs.Metadata, not {type(metadata).__name__}")
+        if metadata is not None:
+            _check_metadata_type(metadata)
         if not self.supports_writes:
             raise ReadOnlyError(f"cannot open a writer: {type(self).__name__} is read-only")
         if metadata is None or not self.keeps_metadata:

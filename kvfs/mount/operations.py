@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import KvfsError
 from ..coordination import ChangeKind
+from ..errors import KvfsError
 from ..store import LINK_SUFFIX, KeyValueStore, Metadata
 from .binding import RENAME_NOREPLACE, mfusepy
 from .coordination import CacheCallbacks, KernelInvalidator, MountCoordination
