@@ -1109,6 +1109,8 @@ class StoreContract:
         _require_writes(store)
         with pytest.raises(TypeError):
             store.put("k", b"x", metadata={"mode": 0o600})  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            store.open_writer("k", metadata={"mode": 0o600})  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             Metadata(mode=0o10000)
 
