@@ -60,7 +60,9 @@ class PendingStore(StoreDecorator):
         """*journal* for a key with pending content, *store* (with the key holding it) otherwise.
 
         A change may be stored while it is read: its journal copy goes, a moved value
-        leaves its old key. Then the value is where the change put it.
+        leaves its old key. Then the queue is asked again where the value is now: *key*
+        itself in the store may not hold it yet (a copy onto it, queued behind the put
+        of its source that just finished).
         """
         for attempt in range(_ATTEMPTS):
             content = self.queue.resolve(key)
@@ -73,14 +75,8 @@ class PendingStore(StoreDecorator):
                     return journal(content)
                 return store(content.store_key or key)
             except (FileNotFoundError, KeyError):
-                pass
-            try:  # stored meanwhile
-                return store(key)
-            except KeyError:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))  # the queue is finishing that change
-        raise AssertionError("unreachable")
+                time.sleep(0.01 * attempt)  # the queue is finishing that change
+        return store(key)  # the queue kept changing it: what the store holds now
 
     def _get(self, key: str) -> bytes:
         return self._read(key, lambda c: self.queue.read(c.change, 0, c.change.size), self._dstore.get)  # type: ignore[arg-type,union-attr]
