@@ -160,6 +160,41 @@ def test_a_queued_put_is_replaced_by_a_later_one(backend: Switchable, tmp_path: 
     queue.close()
 
 
+def test_changes_wait_while_newer_ones_keep_coming(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    # Quiet and delay longer than the test: only a waiter (fsync) or a drain sends anything.
+    queue = _queue(backend, tmp_path / "j", quiet=3600.0, delay=3600.0)
+    queue.put("a", b"1")
+    queue.put("tmp", b"scratch")
+    queue.delete("tmp")  # made and removed within the burst: never uploaded
+    time.sleep(0.3)
+    assert backend.calls == []
+    assert queue.status()["pending"] == 2  # the delete replaced the put of tmp
+    queue.wait("a")  # an fsync sends at once
+    assert backend.get("a") == b"1"
+    assert queue.drain(timeout=10)
+    assert ("put", "tmp") not in backend.calls
+    assert "tmp" not in backend
+    queue.close()
+
+
+@pytest.mark.parametrize("quiet, delay", [(0.05, 3600.0), (3600.0, 0.05), (3600.0, 0.0)])
+def test_held_changes_go_after_the_quiet_time_or_the_delay(
+    backend: Switchable, tmp_path: pathlib.Path, quiet: float, delay: float
+) -> None:
+    queue = _queue(backend, tmp_path / "j", quiet=quiet, delay=delay)
+    queue.put("a", b"1")
+    deadline = time.monotonic() + 30
+    while queue.status()["pending"] and time.monotonic() < deadline:
+        time.sleep(0.02)  # nobody waits (no fsync, no drain): the queue sends by itself
+    assert backend.get("a") == b"1"
+    queue.close()
+
+
+def test_a_negative_delay_is_refused(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="delay"):
+        _queue(backend, tmp_path / "j", delay=-1.0)
+
+
 def test_ready_deletes_go_as_one_batch(backend: Switchable, tmp_path: pathlib.Path) -> None:
     for number in range(50):
         backend.put(f"d/{number}", b"x")

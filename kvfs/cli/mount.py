@@ -22,7 +22,7 @@ from ..mount.mounter import (
     start_daemon,
 )
 from ..mount.mounter import unmount as unmount_mountpoint
-from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, DEFAULT_TRANSFERS, MountOptions
+from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, DEFAULT_TRANSFERS, DEFAULT_WRITE_BACK_DELAY, MountOptions
 from ..url import mask_url
 from .errors import EXIT_USAGE, CliError, describe
 from .output import format_size, note, progress_bar
@@ -118,6 +118,13 @@ class _Octal(click.ParamType):
     help="With --write-back: uploads in flight at once.",
 )
 @click.option(
+    "--write-back-delay", type=click.FloatRange(min=0), default=DEFAULT_WRITE_BACK_DELAY, show_default=True,
+    metavar="SECONDS",
+    help="With --write-back: uploads start once no new change has come for 0.1 s, so a burst of writes "
+    "(tar -x, cp -r) runs at local speed; while changes keep coming, a change waits at most this long. "
+    "fsync and unmount send at once; 0 sends every change at once.",
+)
+@click.option(
     "--no-journal-fsync",
     is_flag=True,
     help="With --write-back: do not fsync the journal at each close (faster; a power cut may lose the last "
@@ -165,6 +172,7 @@ def mount(
     write_back: bool,
     journal_dir: str | None,
     transfers: int,
+    write_back_delay: float,
     no_journal_fsync: bool,
     coordinate: str | None,
     lock_lifetime: float | None,
@@ -202,6 +210,7 @@ def mount(
             journal_dir=journal_dir,
             journal_fsync=not no_journal_fsync,
             transfers=transfers,
+            write_back_delay=write_back_delay,
             coordinate=coordinate,
             coordinate_store=store_url if coordinate else None,
             lock_lifetime=DEFAULT_LEASE_LIFETIME if lock_lifetime is None else lock_lifetime,

@@ -214,7 +214,7 @@ def _write_back(store: KeyValueStore, options: MountOptions, name: str) -> tuple
         )
     identity = name if name != "kvfs" else repr(store)
     journal = Journal(options.journal_dir or default_journal_dir(identity), sync=options.journal_fsync)
-    queue = WriteBack(store, journal, options.transfers)
+    queue = WriteBack(store, journal, options.transfers, delay=options.write_back_delay)
     return PendingStore(store, queue), queue
 
 

@@ -10,6 +10,8 @@ from ..coordination.leases import DEFAULT_LEASE_LIFETIME
 DEFAULT_CACHE_SIZE = 256 * 1024 * 1024
 #: Default number of upload workers of a write-back mount.
 DEFAULT_TRANSFERS = 8
+#: Default of ``write_back_delay``, in seconds.
+DEFAULT_WRITE_BACK_DELAY = 5.0
 #: Default bound of the read cache (local copies of values on remote stores).
 DEFAULT_READ_CACHE_SIZE = 1024 * 1024 * 1024
 
@@ -32,7 +34,9 @@ class MountOptions:
     in the journal in ``journal_dir`` (by default one directory per store under
     ``$XDG_CACHE_HOME/kvfs/journal``), made durable with ``fsync`` unless
     ``journal_fsync`` is False; ``transfers`` workers upload the changes in the
-    background. See "Write-back" in ``docs/mount.rst``.
+    background, once no new change has come for a tenth of a second, or once a change has
+    waited ``write_back_delay`` seconds while others kept coming (0: at once). See
+    "Write-back" in ``docs/mount.rst``.
 
     ``metadata_heads``: on a store that keeps modes, owners and times but whose listings
     do not carry them (S3), ask each listed file's with one ``HEAD`` (in parallel), so
@@ -62,6 +66,7 @@ class MountOptions:
     journal_dir: str | None = None
     journal_fsync: bool = True
     transfers: int = DEFAULT_TRANSFERS
+    write_back_delay: float = DEFAULT_WRITE_BACK_DELAY
     coordinate: str | None = None
     coordinate_store: str | None = None
     lock_lifetime: float = DEFAULT_LEASE_LIFETIME
@@ -77,10 +82,12 @@ class MountOptions:
             raise ValueError(f"lock_lifetime must be above 0 seconds, not {self.lock_lifetime}")
         if self.transfers < 1:
             raise ValueError(f"transfers must be at least 1, not {self.transfers}")
+        if self.write_back_delay < 0:
+            raise ValueError(f"write_back_delay must not be negative, not {self.write_back_delay}")
         for name in ("uid", "gid"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative")
 
 
-__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE", "DEFAULT_READ_CACHE_SIZE", "DEFAULT_TRANSFERS"]
+__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE", "DEFAULT_READ_CACHE_SIZE", "DEFAULT_TRANSFERS", "DEFAULT_WRITE_BACK_DELAY"]

@@ -18,18 +18,24 @@ Along the way:
   keeps it for the next mount;
 * :meth:`resolve` says where a key's content is while changes are pending (the journal,
   another key of the store, or nowhere), so the mount shows the pending state at once;
+* uploads wait while changes keep coming: a change is sent once no new one has come for
+  :data:`QUIET` seconds, or once it has waited *delay* seconds (``--write-back-delay``),
+  so a burst of writes (``tar -x``, ``cp -r``) runs at local speed without uploads
+  competing with it for the processor, and a file replaced or deleted within the burst
+  is never uploaded. ``fsync`` (:meth:`wait`) and unmounting (:meth:`drain`) send at once;
 * :meth:`when_stored` calls back once the store has what is pending for some keys (a
   coordinated mount announces its changes to other hosts then, not when journaled).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -41,6 +47,12 @@ log = logging.getLogger("kvfs.mount.writeback")
 
 #: Default number of upload workers.
 DEFAULT_TRANSFERS = 8
+#: Default of the longest a change waits while newer changes keep coming, in seconds
+#: (rclone's ``--vfs-write-back`` waits 5 s after a file's last change too).
+DEFAULT_DELAY = 5.0
+#: Uploads start once no new change has come for this long, in seconds: longer than the
+#: gaps inside a burst of writes, short enough not to be felt after it.
+QUIET = 0.1
 #: The interpreter's thread switch interval while workers run, in seconds: a FUSE thread
 #: waiting for the GIL held by a busy worker waits up to this long (Python's default, 5 ms,
 #: is longer than a whole small-file close).
@@ -68,6 +80,8 @@ class _Pending:
     #: The pending change of the source a copy or move reads (None: the store has it).
     source_before: _Pending | None = None
     state: str = "queued"  # queued -> running -> done (or back to queued after a failure)
+    #: When the change was queued (``time.monotonic()``).
+    queued_at: float = 0.0
     attempts: int = 0
     error: BaseException | None = None
     retry_at: float = 0.0
@@ -108,7 +122,9 @@ class WriteBack:
 
     On construction every change the *journal* still holds is queued again (a crash
     replay) before anything else. *on_stored* is called (from a worker) with each change
-    once the store has it.
+    once the store has it. Changes are sent once none has come for *quiet* seconds, or
+    once one has waited *delay* seconds while newer ones kept coming (see the module's
+    documentation); a *delay* of 0 sends every change at once.
     """
 
     def __init__(
@@ -118,13 +134,21 @@ class WriteBack:
         transfers: int = DEFAULT_TRANSFERS,
         on_stored: Callable[[Change], None] | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        delay: float = DEFAULT_DELAY,
+        quiet: float = QUIET,
     ) -> None:
         if transfers < 1:
             raise ValueError(f"transfers must be at least 1, not {transfers}")
+        if delay < 0:
+            raise ValueError(f"delay must not be negative, not {delay}")
         self.store = store
         self.journal = journal
         self._on_stored = on_stored
         self._delays = retry_delays
+        self._delay = delay
+        self._quiet = min(quiet, delay)
+        self._last_change = 0.0  # when the newest change was queued
+        self._hurry = 0  # callers of wait() and drain() waiting: nothing is held back meanwhile
         self._lock = threading.Condition()
         self._latest: dict[str, _Pending] = {}  # newest pending change touching each key
         self._ready: deque[_Pending] = deque()
@@ -190,7 +214,11 @@ class WriteBack:
         return change
 
     def _enqueue(self, change: Change) -> None:
-        pending = _Pending(change)
+        pending = _Pending(change, queued_at=time.monotonic())
+        # Inside a burst (the previous change came less than QUIET ago) workers are holding
+        # back, in waits that end by themselves: no need to wake one for each change.
+        in_burst = pending.queued_at - self._last_change < self._quiet and not self._hurry
+        self._last_change = pending.queued_at
         for key in change.keys:
             earlier = self._latest.get(key)
             if earlier is None:
@@ -220,8 +248,9 @@ class WriteBack:
             self._latest[key] = pending
         self._all.add(pending)
         if not pending.waits_for:
+            if not self._ready or not in_burst:  # with nothing ready, workers wait without end
+                self._lock.notify()
             self._ready.append(pending)
-            self._lock.notify()
 
     def _cancel(self, earlier: _Pending, replacement: _Pending) -> None:
         """Drop *earlier* (a queued put nothing waits for) in favour of *replacement*."""
@@ -321,7 +350,7 @@ class WriteBack:
         as soon as one of them has failed (it is still retried), ``TimeoutError`` after
         *timeout* seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
+        with self._lock, self._hurrying():
             while True:
                 pending = self._latest.get(key)
                 if pending is None:
@@ -335,6 +364,16 @@ class WriteBack:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"changes of {key!r} are still pending")
                 self._lock.wait(remaining)
+
+    @contextlib.contextmanager
+    def _hurrying(self) -> Iterator[None]:
+        """Hold nothing back while the caller waits (an fsync, an unmount). Holds the lock."""
+        self._hurry += 1
+        self._lock.notify_all()
+        try:
+            yield
+        finally:
+            self._hurry -= 1
 
     def _failed_before(self, pending: _Pending) -> _Pending | None:
         """*pending* or a change it waits for (transitively) that has failed."""
@@ -356,7 +395,7 @@ class WriteBack:
         *progress* is called with :meth:`status` about once a second while waiting.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
+        with self._lock, self._hurrying():
             while self._all:
                 if progress is not None:
                     self._lock.release()
@@ -406,7 +445,8 @@ class WriteBack:
                 if pending.retry_at <= now:
                     self._retrying.remove(pending)
                     self._ready.append(pending)
-            first = self._first_sendable()
+            held_until = self._held_until(now)
+            first = None if held_until is not None else self._first_sendable()
             if first is not None:
                 self._ready.remove(first)
                 batch = [first]
@@ -423,8 +463,18 @@ class WriteBack:
                     pending.state = "running"
                 return batch
             wake = min((p.retry_at for p in self._retrying), default=None)
+            if held_until is not None:
+                wake = held_until if wake is None else min(wake, held_until)
             self._lock.wait(None if wake is None else max(0.0, wake - now))
         return None
+
+    def _held_until(self, now: float) -> float | None:
+        """When the ready changes may go, if they are held back now (changes are still
+        coming, and the oldest ready one has waited less than the delay); else None."""
+        if not self._ready or self._hurry or not self._delay:
+            return None
+        until = min(self._last_change + self._quiet, self._ready[0].queued_at + self._delay)
+        return until if until > now else None
 
     def _first_sendable(self) -> _Pending | None:
         """The oldest ready change a worker may send now (a batched kind waits while its batches are in flight)."""
@@ -553,4 +603,4 @@ def _call_back(callback: Callable[[], None]) -> None:
         log.exception("write-back: a stored-change callback failed")
 
 
-__all__ = ["WriteBack", "WriteBackError", "Content", "DEFAULT_TRANSFERS", "RETRY_DELAYS"]
+__all__ = ["WriteBack", "WriteBackError", "Content", "DEFAULT_DELAY", "DEFAULT_TRANSFERS", "QUIET", "RETRY_DELAYS"]
