@@ -214,6 +214,8 @@ def test_write_back_mount_does_not_stream(s3: Boto3Store, tmp_path: pathlib.Path
             out.flush()
             assert uploads(s3, "journaled.bin") == []  # the journal has it, at close
         assert (mnt / "journaled.bin").read_bytes() == data
+        with open(mnt / "journaled.bin", "rb") as stored:
+            os.fsync(stored.fileno())  # waits for the upload (an unmount leaves it in the journal)
     assert s3.get("journaled.bin") == data
 
 
