@@ -283,9 +283,12 @@ def test_failures_are_retried_reported_and_wait_raises(backend: Switchable, tmp_
     assert status["failed"] == 1 and status["pending"] == 1 and status["bytes_left"] == 7
     assert status["failures"][0]["key"] == "a"  # type: ignore[index]
     backend.broken = False
+    queue.put("a", b"newer")  # replaces the failing put, which is not running
     assert queue.drain(timeout=10)
-    assert backend.get("a") == b"content"
-    assert queue.status()["failed"] == 0
+    assert backend.get("a") == b"newer"
+    status = queue.status()
+    assert (status["pending"], status["in_flight"], status["failed"], status["bytes_left"]) == (0, 0, 0, 0)
+    assert status["failures"] == []
     queue.close()
 
 

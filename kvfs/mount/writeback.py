@@ -154,6 +154,10 @@ class WriteBack:
         self._ready: deque[_Pending] = deque()
         self._retrying: list[_Pending] = []
         self._all: set[_Pending] = set()
+        # Kept as changes come and go, so that status() (polled while draining) costs no scan.
+        self._running = 0
+        self._bytes_left = 0
+        self._failing: set[_Pending] = set()
         self._stopping = False
         # Kinds of change sent in batches, and how many batches of each are in flight.
         self._batched = {"delete": 0} | ({"move": 0} if store.supports_server_copy else {})
@@ -247,6 +251,7 @@ class WriteBack:
         for key in change.keys:
             self._latest[key] = pending
         self._all.add(pending)
+        self._bytes_left += change.size
         if not pending.waits_for:
             if not self._ready or not in_burst:  # with nothing ready, workers wait without end
                 self._lock.notify()
@@ -265,6 +270,8 @@ class WriteBack:
         earlier.announcements = []
         earlier.state = "done"
         self._all.discard(earlier)
+        self._failing.discard(earlier)
+        self._bytes_left -= earlier.change.size
         try:
             self._ready.remove(earlier)
         except ValueError:
@@ -412,17 +419,15 @@ class WriteBack:
     def status(self) -> dict[str, object]:
         """Counts for ``kvfs status``: pending, in flight, failed, bytes left, and the failures."""
         with self._lock:
-            running = [p for p in self._all if p.state == "running"]
-            failed = [p for p in self._all if p.error is not None]
             return {
                 "pending": len(self._all),
-                "in_flight": len(running),
-                "failed": len(failed),
-                "bytes_left": sum(p.change.size for p in self._all),
+                "in_flight": self._running,
+                "failed": len(self._failing),
+                "bytes_left": self._bytes_left,
                 "stored": self.stored,
                 "failures": [
                     {"key": p.change.key, "kind": p.change.kind, "attempts": p.attempts, "error": str(p.error)}
-                    for p in sorted(failed, key=lambda p: p.change.sequence)[:100]
+                    for p in sorted(self._failing, key=lambda p: p.change.sequence)[:100]
                 ],
             }
 
@@ -461,6 +466,7 @@ class WriteBack:
                             batch.append(other)
                 for pending in batch:
                     pending.state = "running"
+                self._running += len(batch)
                 return batch
             wake = min((p.retry_at for p in self._retrying), default=None)
             if held_until is not None:
@@ -561,6 +567,9 @@ class WriteBack:
                 pending.state = "done"
                 pending.error = None
                 self._all.discard(pending)
+                self._failing.discard(pending)
+                self._bytes_left -= pending.change.size
+                self._running -= 1
                 self.stored += 1
                 for key in pending.change.keys:
                     if self._latest.get(key) is pending:
@@ -589,6 +598,8 @@ class WriteBack:
                     log.error("write-back: %s of %s failed (attempt %d, retried): %s",
                               pending.change.kind, pending.change.key, pending.attempts, error)
                 pending.error = error
+                self._failing.add(pending)
+                self._running -= 1
                 pending.state = "queued"
                 delay = self._delays[min(pending.attempts, len(self._delays)) - 1]
                 pending.retry_at = time.monotonic() + delay
