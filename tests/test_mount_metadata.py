@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -201,16 +202,20 @@ def _tree(root: pathlib.Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
-def test_rsync_a_again_onto_a_remounted_s3_mount_copies_nothing(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("write_back", [False, True], ids=["synchronous", "write-back"])
+def test_rsync_a_again_onto_a_remounted_s3_mount_copies_nothing(tmp_path: pathlib.Path, write_back: bool) -> None:
     source = tmp_path / "source"
     _tree(source)
     store = make_store("s3", tmp_path)
+    first_mount = {"write_back": True, "journal_dir": str(tmp_path / "journal")} if write_back else {}
     try:
-        with mount_store(store, tmp_path / "mnt") as mnt:
+        with mount_store(store, tmp_path / "mnt", **first_mount) as mnt:
             first = subprocess.run(
                 ["rsync", "-a", "--stats", f"{source}/", f"{mnt}/"], capture_output=True, text=True, check=True
             )
             assert "Number of regular files transferred: 5" in first.stdout, first.stdout
+            if write_back:  # the journal carries modes, owners and times to the uploads
+                _wait_until_stored(mnt)
         # The remount shows the kept modes and times at once with one HEAD per listed file.
         with mount_store(store, tmp_path / "mnt", metadata_heads=True) as mnt:
             second = subprocess.run(
@@ -229,6 +234,15 @@ def test_rsync_a_again_onto_a_remounted_s3_mount_copies_nothing(tmp_path: pathli
                 assert there.st_mtime_ns // 10**9 == here.st_mtime_ns // 10**9, name  # whole seconds, as rsync compares
     finally:
         store.close()
+
+
+def _wait_until_stored(mountpoint: pathlib.Path, timeout: float = 60) -> None:
+    from kvfs.mount.control import query
+
+    deadline = time.monotonic() + timeout
+    while query(str(mountpoint))["write_back"]["pending"]:
+        assert time.monotonic() < deadline, "the write-back mount did not store its changes"
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------- the command line

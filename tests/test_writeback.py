@@ -7,6 +7,7 @@ import os
 import pathlib
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -532,6 +533,55 @@ class TestPendingStoreContract(StoreContract):
 
         with pytest.raises(TypeError, match="mount's process"):
             pickle.dumps(store)
+
+
+class TestPendingStoreOnS3Contract(TestPendingStoreContract):
+    """Over S3 (moto), which keeps modes, owners and times: the journal carries them."""
+
+    streams_large_values = True
+
+    @pytest.fixture
+    def store(self, tmp_path: pathlib.Path):  # type: ignore[override]
+        from servers import moto_url, require_server
+
+        from kvfs.mount.pending import PendingStore
+        from kvfs.net.boto3store import Boto3Store, make_client
+
+        require_server("moto")
+        client = make_client(
+            endpoint_url=moto_url(), region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        s3 = Boto3Store("kvfs-pending-contract", f"{uuid.uuid4().hex}/", client=client, create_if_missing=True)
+        queue = WriteBack(s3, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+        pending = PendingStore(s3, queue)
+        yield pending
+        assert queue.drain(timeout=60)
+        pending.close()
+
+
+def test_metadata_reaches_the_store_with_the_value_and_after(tmp_path: pathlib.Path) -> None:
+    from kvfs.fs import FilesystemStore
+    from kvfs.mount.pending import PendingStore
+    from kvfs.store import Metadata
+
+    backend = FilesystemStore(str(tmp_path / "files"))
+    queue = WriteBack(backend, Journal(str(tmp_path / "j")), quiet=3600.0, delay=3600.0)
+    pending = PendingStore(backend, queue)
+    assert pending.keeps_metadata and pending.metadata_with_writes
+    pending.put("k", b"value", metadata=Metadata(mode=0o640, mtime=1_500_000_000))
+    pending.set_metadata("k", mode=0o600)
+    assert "k" not in backend  # held back: shown from the journal
+    info = pending.stat("k")
+    assert (info.mode, info.last_modified) == (0o600, 1_500_000_000)
+    queue.close()  # a crash: the next queue replays the put and the set_metadata, in order
+    queue = WriteBack(backend, Journal(str(tmp_path / "j")), quiet=3600.0, delay=3600.0)
+    assert [change.kind for change in queue.replayed] == ["put", "set_metadata"]
+    assert dict(queue.replayed[0].metadata) == {"mode": 0o640, "mtime": 1_500_000_000}
+    assert queue.drain(timeout=10)
+    info = backend.stat("k")
+    assert (info.mode, info.last_modified) == (0o600, 1_500_000_000)
+    assert backend.get("k") == b"value"
+    queue.close()
 
 
 def test_pending_changes_reach_the_store_as_they_were_shown(tmp_path: pathlib.Path) -> None:

@@ -14,7 +14,8 @@ Layout of the journal directory (one per store; see ``docs/mount.rst``)::
 Each record is a 20-byte prefix (``KVJ1``, the header's length, the inline content's
 length, the CRC-32 of header and content), a JSON header, then the inline content. A
 record is a change (``sequence``, ``kind``, ``key``, ``source``, ``mtime``, ``size``,
-``crc32`` of a separate content), ``done`` (the sequence of a change the store has) or
+``crc32`` of a separate content, ``metadata``: the mode, owner and times a put carries
+or a ``set_metadata`` sets), ``done`` (the sequence of a change the store has) or
 a ``checkpoint`` (the sequences pending when the segment began).
 
 **Group commit**: records go into the log in order under a lock, and one ``fdatasync``
@@ -47,7 +48,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -58,7 +59,10 @@ _T = TypeVar("_T")
 log = logging.getLogger("kvfs.mount.journal")
 
 #: Kinds of change. ``key`` is what a change writes; copies and moves also name a ``source``.
-KINDS = frozenset({"put", "delete", "copy", "move", "put_directory", "delete_directory"})
+KINDS = frozenset({"put", "delete", "copy", "move", "put_directory", "delete_directory", "set_metadata"})
+#: Metadata fields a change may carry (``set_metadata`` arguments; a put's upload takes
+#: all but ``atime``).
+METADATA_FIELDS = frozenset({"mode", "uid", "gid", "mtime", "atime"})
 #: Bytes copied at a time into a separate content file.
 _CHUNK = 1024 * 1024
 #: Contents up to this size go into the log itself; bigger ones into their own file.
@@ -85,7 +89,9 @@ class Change:
     ``sequence`` orders changes (higher is later). ``kind`` is one of :data:`KINDS`.
     ``key`` is the key written (the destination of a copy or move, the directory of a
     directory change); ``source`` the key copied or moved. A put carries ``size`` bytes
-    of content and the ``mtime`` the mount showed for it.
+    of content and the ``mtime`` the mount showed for it. ``metadata`` is what a put
+    stores with its value, or what a ``set_metadata`` sets: ``(field, value)`` pairs
+    (:data:`METADATA_FIELDS`), sorted.
     """
 
     sequence: int
@@ -94,6 +100,7 @@ class Change:
     source: str | None = None
     size: int = 0
     mtime: float | None = None
+    metadata: tuple[tuple[str, int | float], ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -187,9 +194,11 @@ class Journal:
         source: str | None = None,
         content: IO[bytes] | bytes | None = None,
         mtime: float | None = None,
+        metadata: Mapping[str, int | float] | None = None,
     ) -> Change:
         """Record a change durably and return it. A put takes its *content* (a file read
-        from its current position to its end, or bytes); other kinds take none.
+        from its current position to its end, or bytes); other kinds take none. A put may
+        carry *metadata* (fields of :data:`METADATA_FIELDS`); a ``set_metadata`` must.
 
         Raises ``OSError`` (``ENOSPC``, ...) when the change cannot be written; nothing
         is recorded then.
@@ -200,10 +209,16 @@ class Journal:
             raise ValueError("a put, and only a put, carries content")
         if (kind in ("copy", "move")) != (source is not None):
             raise ValueError("a copy or move, and only those, has a source")
+        if (kind == "set_metadata" and not metadata) or (metadata and kind not in ("put", "set_metadata")):
+            raise ValueError("a set_metadata, and only it or a put, carries metadata")
+        if metadata and not METADATA_FIELDS.issuperset(metadata):
+            raise ValueError(f"unknown metadata fields: {sorted(set(metadata) - METADATA_FIELDS)}")
         with self._lock:
             sequence = self._next
             self._next += 1
         header: dict[str, Any] = {"sequence": sequence, "kind": kind, "key": key, "source": source, "mtime": mtime}
+        if metadata:
+            header["metadata"] = dict(metadata)
         inline = b""
         if content is not None:
             inline = _read_up_to(content, INLINE_LIMIT + 1)
@@ -233,7 +248,7 @@ class Journal:
         """Record several changes without content, each ``(kind, key, source)``, with one
         sync for all (a directory's rename: a move per value); durable when it returns."""
         for kind, _, source in changes:
-            if kind not in KINDS or kind == "put":
+            if kind not in KINDS or kind in ("put", "set_metadata"):
                 raise ValueError(f"add_many takes changes without content, not {kind!r}")
             if (kind in ("copy", "move")) != (source is not None):
                 raise ValueError("a copy or move, and only those, has a source")
@@ -511,7 +526,13 @@ class Journal:
 
 def _change_of(header: dict[str, Any]) -> Change:
     return Change(
-        header["sequence"], header["kind"], header["key"], header.get("source"), header.get("size", 0), header.get("mtime")
+        header["sequence"],
+        header["kind"],
+        header["key"],
+        header.get("source"),
+        header.get("size", 0),
+        header.get("mtime"),
+        tuple(sorted(header.get("metadata", {}).items())),
     )
 
 

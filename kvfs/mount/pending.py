@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
 from ..decorator import StoreDecorator
 from ..errors import KeyNotFoundError
 from ..mixins import TTL
-from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore
+from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore, Metadata
 from .writeback import Content, WriteBack
 
 _T = TypeVar("_T")
@@ -30,12 +31,16 @@ _ATTEMPTS = 5
 class PendingStore(StoreDecorator):
     """*store* as a write-back mount shows it: see the module's documentation.
 
-    Keeps no modes (``keeps_metadata`` is False) and offers no staging files. ``sync``
-    waits for the key's pending changes and raises
-    :class:`~kvfs.mount.writeback.WriteBackError` (an ``OSError``) as soon as one failed.
+    Keeps modes, owners and times where *store* does (``keeps_metadata``): the journal
+    carries a put's metadata to its upload (``metadata_with_writes``) and queues
+    ``set_metadata`` like any change. Offers no staging files. ``sync`` waits for the
+    key's pending changes and raises :class:`~kvfs.mount.writeback.WriteBackError` (an
+    ``OSError``) as soon as one failed.
     """
 
-    keeps_metadata = False  # type: ignore[assignment]
+    @property
+    def metadata_with_writes(self) -> bool:  # type: ignore[override]
+        return bool(self._dstore.keeps_metadata)  # in the journal, with the put, whatever the store does
 
     def __init__(self, store: KeyValueStore, queue: WriteBack) -> None:
         super().__init__(store)
@@ -106,11 +111,20 @@ class PendingStore(StoreDecorator):
             return False
 
     def _stat(self, key: str) -> KeyInfo:
-        def stored(name: str) -> KeyInfo:
-            info = self._dstore.stat(name)
-            return info if name == key else KeyInfo(key, info.size, info.last_modified)
+        overlay: dict[str, Any] = {}
 
-        return self._read(key, lambda c: KeyInfo(key, c.change.size, c.change.mtime), stored)  # type: ignore[union-attr]
+        def pending(content: Content) -> KeyInfo:
+            overlay.update(content.fields)
+            return KeyInfo(key, content.change.size, content.change.mtime)  # type: ignore[union-attr]
+
+        def stored(name: str) -> KeyInfo:
+            content = self.queue.resolve(key)
+            if content is not None:
+                overlay.update(content.fields)  # a set_metadata not stored yet
+            info = self._dstore.stat(name)
+            return info if name == key else replace(info, key=key)
+
+        return _with_metadata(self._read(key, pending, stored), overlay)
 
     def _describe(self, key: str) -> KeyInfo | None:
         if self.queue.resolve(key) is None and not self.queue.pending_under(key + SEPARATOR):
@@ -179,17 +193,25 @@ class PendingStore(StoreDecorator):
 
     # ------------------------------------------------------------------ writing (queued)
 
-    def _put(self, key: str, data: bytes, ttl_secs: TTL = None) -> str:
-        self.queue.put(key, data, mtime=time.time())
+    def _put(self, key: str, data: bytes, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        self._queue_put(key, data, metadata)
         return key
 
-    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None) -> str:
-        self.queue.put(key, file, mtime=time.time())
+    def _put_file(self, key: str, file: IO[bytes], ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
+        self._queue_put(key, file, metadata)
         return key
 
-    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
+    def _queue_put(self, key: str, content: IO[bytes] | bytes, metadata: Metadata | None) -> None:
+        fields = {} if metadata is None else metadata.fields()
+        mtime = fields.get("mtime", time.time())
+        if self.keeps_metadata:
+            # The time shown while pending is the one stored: the upload, later, carries it.
+            fields["mtime"] = mtime
+        self.queue.put(key, content, mtime=mtime, metadata=fields)
+
+    def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         with open(filename, "rb") as file:
-            return self._put_file(key, file)
+            return self._put_file(key, file, metadata=metadata)
 
     def _delete(self, key: str) -> None:
         self.queue.delete(key)
@@ -232,10 +254,30 @@ class PendingStore(StoreDecorator):
         self._dstore.sync(key)
 
     def _set_metadata(self, key: str, **fields: Any) -> None:
-        raise NotImplementedError("a write-back mount keeps no modes in the store")
+        if not self._has_key(key):
+            if not self._has_directory(key):
+                raise KeyNotFoundError(key)
+            # A directory (the mount keeps theirs in memory on object stores): at once,
+            # once its marker is stored.
+            self.queue.wait(key)
+            self._dstore.set_metadata(key, **fields)
+            return
+        given = {name: value for name, value in fields.items() if value is not None}
+        if given:
+            self.queue.set_metadata(key, given)
 
     def _describe_root(self) -> KeyInfo | None:
         return None
+
+
+def _with_metadata(info: KeyInfo, fields: dict[str, Any]) -> KeyInfo:
+    """*info* with the mode, owner and mtime among *fields* (pending changes) over its own."""
+    if not fields:
+        return info
+    changes = {name: fields[name] for name in ("mode", "uid", "gid") if name in fields}
+    if "mtime" in fields:
+        changes["last_modified"] = fields["mtime"]
+    return replace(info, **changes)
 
 
 def _exists(state: Content) -> bool:

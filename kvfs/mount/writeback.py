@@ -35,12 +35,12 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
 from ..errors import KeyNotFoundError
-from ..store import KeyValueStore, run_parallel
+from ..store import KeyValueStore, Metadata, run_parallel
 from .journal import Change, Journal
 
 log = logging.getLogger("kvfs.mount.writeback")
@@ -105,12 +105,20 @@ class Content:
     under *store_key* (a copy or move not yet done), or nowhere (*missing*).
 
     *directory* is True for a directory made and not yet stored, False for one removed.
+    *metadata* is what the key's pending put and ``set_metadata`` changes give it
+    (``(field, value)`` pairs, sorted), over what the store keeps.
     """
 
     change: Change | None = None
     store_key: str | None = None
     missing: bool = False
     directory: bool | None = None
+    metadata: tuple[tuple[str, int | float], ...] = ()
+
+    @property
+    def fields(self) -> dict[str, int | float]:
+        """:attr:`metadata` as a dict."""
+        return dict(self.metadata)
 
 
 class WriteBackError(OSError):
@@ -179,9 +187,20 @@ class WriteBack:
 
     # ------------------------------------------------------------------ changes
 
-    def put(self, key: str, content: IO[bytes] | bytes, mtime: float | None = None) -> Change:
-        """Record *content* (a file from its position to its end, or bytes) as *key*'s new value."""
-        return self._add("put", key, content=content, mtime=mtime)
+    def put(
+        self,
+        key: str,
+        content: IO[bytes] | bytes,
+        mtime: float | None = None,
+        metadata: Mapping[str, int | float] | None = None,
+    ) -> Change:
+        """Record *content* (a file from its position to its end, or bytes) as *key*'s new
+        value, stored with *metadata* (:class:`~kvfs.Metadata` fields) where given."""
+        return self._add("put", key, content=content, mtime=mtime, metadata=metadata)
+
+    def set_metadata(self, key: str, fields: Mapping[str, int | float]) -> Change:
+        """Record a ``set_metadata(key, **fields)`` (after every earlier change of *key*)."""
+        return self._add("set_metadata", key, metadata=fields)
 
     def delete(self, key: str) -> Change:
         """Record the deletion of *key*."""
@@ -240,8 +259,8 @@ class WriteBack:
                 continue
             pending.waits_for.add(earlier)
             earlier.waiting.add(pending)
-            if key == change.source:
-                pending.source_before = earlier
+            if key == change.source or change.kind == "set_metadata":
+                pending.source_before = earlier  # where the value it reads (or leaves) is
         if change.kind == "delete_directory":
             below = change.key + "/"
             for other in self._all:
@@ -291,12 +310,17 @@ class WriteBack:
             return self._content_of(pending, key)
 
     def _content_of(self, pending: _Pending | None, key: str) -> Content:
+        metadata: dict[str, int | float] = {}  # set by pending set_metadata changes, newest first
         while True:
             if pending is None or pending.state == "done":
-                return Content(store_key=key)
+                return Content(store_key=key, metadata=_pairs(metadata))
             change = pending.change
+            if change.kind == "set_metadata":
+                metadata = dict(change.metadata) | metadata
+                pending = pending.source_before
+                continue
             if change.kind == "put":
-                return Content(change=change)
+                return Content(change=change, metadata=_pairs(dict(change.metadata) | metadata))
             if change.kind == "delete" or (change.kind == "move" and key == change.source):
                 return Content(missing=True)
             if change.kind in ("copy", "move") and key == change.key:
@@ -305,7 +329,7 @@ class WriteBack:
             if change.kind == "copy" and key == change.source:
                 pending = pending.source_before  # a copy leaves its source as it was before
                 continue
-            return Content(store_key=key, directory=change.kind == "put_directory")
+            return Content(store_key=key, directory=change.kind == "put_directory", metadata=_pairs(metadata))
 
     def is_pending(self, key: str) -> bool:
         """Whether a change touching *key* is still pending."""
@@ -516,11 +540,17 @@ class WriteBack:
         if change.kind == "delete":
             store.delete_many([pending.change.key for pending in batch])
         elif change.kind == "put":
+            metadata = _uploaded(change.metadata) if store.keeps_metadata else None
             if change.size <= _SMALL:
-                store.put(change.key, self.journal.read_content(change, 0, change.size))
+                store.put(change.key, self.journal.read_content(change, 0, change.size), metadata=metadata)
             else:
                 with self.journal.open_content(change) as content:
-                    store.put_file(change.key, content)
+                    store.put_file(change.key, content, metadata=metadata)
+        elif change.kind == "set_metadata":
+            try:
+                store.set_metadata(change.key, **dict(change.metadata))  # type: ignore[arg-type]
+            except KeyNotFoundError:
+                log.warning("write-back: the metadata of %s were not set: it is gone", change.key)
         elif change.kind == "move" and "move" in self._batched:
             self._send_moves(batch)
         elif change.kind in ("copy", "move"):
@@ -605,6 +635,16 @@ class WriteBack:
                 pending.retry_at = time.monotonic() + delay
                 self._retrying.append(pending)
             self._lock.notify_all()
+
+
+def _pairs(fields: dict[str, int | float]) -> tuple[tuple[str, int | float], ...]:
+    return tuple(sorted(fields.items()))
+
+
+def _uploaded(metadata: tuple[tuple[str, int | float], ...]) -> Metadata | None:
+    """What the upload of a put with *metadata* carries (no ``atime``: no store takes one there)."""
+    fields = {name: value for name, value in metadata if name != "atime"}
+    return Metadata(**fields) if fields else None  # type: ignore[arg-type]
 
 
 def _call_back(callback: Callable[[], None]) -> None:
