@@ -212,14 +212,39 @@ class PendingStore(StoreDecorator):
 
     def _move_directory(self, source: str, dest: str) -> str:
         below = source + SEPARATOR
-        names = [name for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
-        if not names and not self._has_directory(source):
+        listed = list(self._iter_keys(below))
+        names = [name for name in listed if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
+        if not listed and not self._has_directory(source):
             raise KeyNotFoundError(source)
-        # Listed just now, pending changes included: no request to check each.
-        self.queue.move_many([(name, dest + SEPARATOR + name[len(below) :]) for name in names])
+        markers: list[tuple[str, str]] = []
         if self.supports_directories:
-            self._move_markers(source, dest)
+            # The directories below, from the same listing (no second request): each
+            # made under *dest*, then removed from *source*, deepest first.
+            inner = sorted(self._directories_below(below, listed))
+            markers = [("put_directory", dest)] + [("put_directory", dest + SEPARATOR + name) for name in inner]
+            markers += [("delete_directory", below + name) for name in reversed(inner)] + [("delete_directory", source)]
+        # Listed just now, pending changes included: no request to check each. One
+        # journal sync for the moves and the markers.
+        self.queue.move_many([(name, dest + SEPARATOR + name[len(below) :]) for name in names], then=markers)
         return dest
+
+    def _directories_below(self, below: str, listed: list[str]) -> set[str]:
+        """The directories below *below* (names relative to it), from its listing *listed*
+        (values and stored markers, pending values included) and the pending directories."""
+        pending = self.queue.pending_under(below)
+        found: set[str] = set()
+        for name in listed:
+            parts = name[len(below) :].split(SEPARATOR)[:-1]  # "p/q/f" and the marker "p/q/": p, p/q
+            if name.endswith(DIRECTORY_MARKER_SUFFIX) and parts:
+                state = pending.get(name[: -len(DIRECTORY_MARKER_SUFFIX)])
+                if state is not None and state.directory is False:
+                    parts = parts[:-1]  # its removal is pending: only the directories above it
+            found.update(SEPARATOR.join(parts[: depth + 1]) for depth in range(len(parts)))
+        for key, content in pending.items():
+            if content.directory:
+                parts = key[len(below) :].split(SEPARATOR)
+                found.update(SEPARATOR.join(parts[: depth + 1]) for depth in range(len(parts)))
+        return found
 
     def _put_directory(self, key: str) -> None:
         self.queue.put_directory(key)

@@ -167,9 +167,15 @@ class WriteBack:
         """Record a move of *source*'s value (pending changes included) to *key*."""
         return self._add("move", key, source=source)
 
-    def move_many(self, moves: list[tuple[str, str]]) -> list[Change]:
-        """Record a move of each ``(source, key)``, in order, with one journal sync for all."""
-        changes = self.journal.add_many([("move", key, source) for source, key in moves])
+    def move_many(self, moves: list[tuple[str, str]], then: Sequence[tuple[str, str]] = ()) -> list[Change]:
+        """Record a move of each ``(source, key)``, in order, with one journal sync for all.
+
+        *then* are ``(kind, key)`` changes without content or source (a directory's
+        markers: ``put_directory``, ``delete_directory``) recorded after the moves, in
+        the same sync.
+        """
+        records = [("move", key, source) for source, key in moves] + [(kind, key, None) for kind, key in then]
+        changes = self.journal.add_many(records)
         with self._lock:
             for change in changes:
                 self._enqueue(change)
