@@ -935,7 +935,8 @@ class KeyValueStore:
     def _markers_are_keys(self) -> bool:
         """Whether a directory marker is the key ``NAME/`` (the core's own marker hooks)."""
         cls = type(self)
-        return cls._put_directory is KeyValueStore._put_directory and cls._delete_directory is KeyValueStore._delete_directory
+        default = KeyValueStore
+        return cls._put_directory is default._put_directory and cls._delete_directory is default._delete_directory
 
     def _move_step(self, source: str | None, dest: str) -> None:
         """One step of a directory's move: a copy of *source* to *dest*, or (None) *dest*'s marker."""

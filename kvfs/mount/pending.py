@@ -212,38 +212,29 @@ class PendingStore(StoreDecorator):
 
     def _move_directory(self, source: str, dest: str) -> str:
         below = source + SEPARATOR
-        listed = list(self._iter_keys(below))
-        names = [name for name in listed if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
-        if not listed and not self._has_directory(source):
+        names = [name for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
+        if not names and not self._has_directory(source):
             raise KeyNotFoundError(source)
-        markers: list[tuple[str, str]] = []
+        # Listed just now, pending changes included: no request to check each. Queued at
+        # once (the copies start while the markers are looked for).
+        self.queue.move_many([(name, dest + SEPARATOR + name[len(below) :]) for name in names])
         if self.supports_directories:
-            # The directories below, from the same listing (no second request): each
-            # made under *dest*, then removed from *source*, deepest first.
-            inner = sorted(self._directories_below(below, listed))
-            markers = [("put_directory", dest)] + [("put_directory", dest + SEPARATOR + name) for name in inner]
-            markers += [("delete_directory", below + name) for name in reversed(inner)] + [("delete_directory", source)]
-        # Listed just now, pending changes included: no request to check each. One
-        # journal sync for the moves and the markers.
-        self.queue.move_many([(name, dest + SEPARATOR + name[len(below) :]) for name in names], then=markers)
+            # Every directory below made under *dest*, then removed from *source*
+            # (deepest first), recorded together: one journal sync.
+            inner = self._directories_below(source)
+            made = [dest] + [dest + name[len(source) :] for name in inner]
+            removed = [*reversed(inner), source]
+            markers = [("put_directory", key) for key in made] + [("delete_directory", key) for key in removed]
+            self.queue.add_many([(kind, key, None) for kind, key in markers])
         return dest
 
-    def _directories_below(self, below: str, listed: list[str]) -> set[str]:
-        """The directories below *below* (names relative to it), from its listing *listed*
-        (values and stored markers, pending values included) and the pending directories."""
-        pending = self.queue.pending_under(below)
-        found: set[str] = set()
-        for name in listed:
-            parts = name[len(below) :].split(SEPARATOR)[:-1]  # "p/q/f" and the marker "p/q/": p, p/q
-            if name.endswith(DIRECTORY_MARKER_SUFFIX) and parts:
-                state = pending.get(name[: -len(DIRECTORY_MARKER_SUFFIX)])
-                if state is not None and state.directory is False:
-                    parts = parts[:-1]  # its removal is pending: only the directories above it
-            found.update(SEPARATOR.join(parts[: depth + 1]) for depth in range(len(parts)))
-        for key, content in pending.items():
-            if content.directory:
-                parts = key[len(below) :].split(SEPARATOR)
-                found.update(SEPARATOR.join(parts[: depth + 1]) for depth in range(len(parts)))
+    def _directories_below(self, directory: str) -> list[str]:
+        """Every directory below *directory*, parents first (one listing per directory)."""
+        found = []
+        for info in list(self._iter_level(directory + SEPARATOR, SEPARATOR)):
+            if info.is_prefix:
+                inner = info.key[: -len(SEPARATOR)]
+                found += [inner, *self._directories_below(inner)]
         return found
 
     def _put_directory(self, key: str) -> None:

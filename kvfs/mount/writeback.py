@@ -167,19 +167,18 @@ class WriteBack:
         """Record a move of *source*'s value (pending changes included) to *key*."""
         return self._add("move", key, source=source)
 
-    def move_many(self, moves: list[tuple[str, str]], then: Sequence[tuple[str, str]] = ()) -> list[Change]:
-        """Record a move of each ``(source, key)``, in order, with one journal sync for all.
+    def move_many(self, moves: list[tuple[str, str]]) -> list[Change]:
+        """Record a move of each ``(source, key)``, in order, with one journal sync for all."""
+        return self.add_many([("move", key, source) for source, key in moves])
 
-        *then* are ``(kind, key)`` changes without content or source (a directory's
-        markers: ``put_directory``, ``delete_directory``) recorded after the moves, in
-        the same sync.
-        """
-        records = [("move", key, source) for source, key in moves] + [(kind, key, None) for kind, key in then]
-        changes = self.journal.add_many(records)
+    def add_many(self, changes: Sequence[tuple[str, str, str | None]]) -> list[Change]:
+        """Record changes without content, each ``(kind, key, source)``, in order, with one
+        journal sync for all (a directory's rename: its moves; its markers)."""
+        recorded = self.journal.add_many(list(changes))
         with self._lock:
-            for change in changes:
+            for change in recorded:
                 self._enqueue(change)
-        return changes
+        return recorded
 
     def put_directory(self, key: str) -> Change:
         """Record a new (empty) directory *key*."""
