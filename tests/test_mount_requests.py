@@ -215,6 +215,31 @@ def test_renaming_a_directory_costs_a_copy_per_file_and_one_batched_delete(s3, t
     assert len(store.keys(prefix="e/")) == 30
 
 
+def test_a_write_back_directory_rename_lists_once(s3, tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.control import query
+
+    store, requests = s3
+    options = {"write_back": True, "journal_dir": str(tmp_path / "journal")}
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG, **options) as mnt:
+        (mnt / "d").mkdir()
+        for number in range(30):
+            (mnt / "d" / f"f{number}").write_bytes(b"x")
+        deadline = time.monotonic() + 60
+        while query(str(mnt))["write_back"]["pending"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        requests.clear()
+        os.rename(mnt / "d", mnt / "e")
+        while query(str(mnt))["write_back"]["pending"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # One listing of the flat directory; the copies, then one DeleteObjects; the
+        # markers: one PUT of the new one, one DELETE of the old one once it is empty.
+        assert dict(requests) == {
+            "ListObjectsV2": 1, "CopyObject": 30, "DeleteObjects": 1, "PutObject": 1, "DeleteObject": 1
+        }  # fmt: skip
+    assert store.keys(prefix="d/") == [] and not store.has_directory("d")
+    assert len(store.keys(prefix="e/")) == 30
+
+
 def test_renaming_a_tree_moves_its_markers_with_the_values(s3, tmp_path: pathlib.Path) -> None:
     store, requests = s3
     with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:

@@ -576,6 +576,28 @@ def test_a_directory_move_journals_its_markers_with_the_moves(
     store.close()
 
 
+def test_a_flat_directory_move_lists_the_store_once(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    backend = DictStore()
+    for number in range(5):
+        backend.put(f"a/{number}", b"v%d" % number)
+    backend.put_directory("a")
+    backend.put("a-sibling", b"stays")
+    queue = WriteBack(backend, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+    store = PendingStore(backend, queue)
+    listings: list[str] = []
+    real_iter_keys = backend._iter_keys
+    monkeypatch.setattr(backend, "_iter_keys", lambda prefix: (listings.append(prefix), real_iter_keys(prefix))[1])
+    store.move_directory("a", "b")
+    # Nothing pending below it and no directory inside: its one level listed once says all.
+    assert listings == ["a/"]
+    monkeypatch.undo()
+    assert queue.drain(timeout=30)
+    assert sorted(backend.d) == ["a-sibling", "b/", *(f"b/{number}" for number in range(5))]
+    store.close()
+
+
 def test_many_moves_take_one_sync_and_one_batch(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = Switchable(DictStore())
     for number in range(20):
