@@ -904,11 +904,24 @@ class KeyValueStore:
 
     def _move_directory(self, source: str, dest: str) -> str:
         below = source + SEPARATOR
-        values = [name[len(below) :] for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
-        if not values and not self._has_directory(source):
+        names = list(self._iter_keys(below))
+        values = [name[len(below) :] for name in names if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
+        if not names and not self._has_directory(source):
             raise KeyNotFoundError(source)
         workers = self.parallel_requests if self.is_remote else 1
-        if type(self)._move is KeyValueStore._move:
+        cls = type(self)
+        if cls._move is KeyValueStore._move and self.supports_directories and self._markers_are_keys():
+            # The one listing gave the markers too: they are made under *dest* along with
+            # the copies and deleted with the values, in the same batch (no second
+            # listing, no request one after another). A failure leaves every source.
+            markers = [name[len(below) :] for name in names if name.endswith(DIRECTORY_MARKER_SUFFIX)]
+            made = [dest] + [dest + SEPARATOR + name[: -len(DIRECTORY_MARKER_SUFFIX)] for name in markers if name]
+            steps: list[tuple[str | None, str]] = [(None, key) for key in made]
+            steps += [(below + name, dest + SEPARATOR + name) for name in values]
+            run_parallel(lambda step: self._move_step(*step), steps, workers)
+            self._delete_many([below + name for name in values] + [below + name for name in markers])
+            return dest
+        if cls._move is KeyValueStore._move:
             # Every copy first, then the deletes (batched where the store can): a failure
             # leaves a value in both places, never in neither.
             run_parallel(lambda name: self._copy(below + name, dest + SEPARATOR + name), values, workers)
@@ -918,6 +931,19 @@ class KeyValueStore:
         if self.supports_directories:
             self._move_markers(source, dest)
         return dest
+
+    def _markers_are_keys(self) -> bool:
+        """Whether a directory marker is the key ``NAME/`` (the core's own marker hooks)."""
+        cls = type(self)
+        default = KeyValueStore
+        return cls._put_directory is default._put_directory and cls._delete_directory is default._delete_directory
+
+    def _move_step(self, source: str | None, dest: str) -> None:
+        """One step of a directory's move: a copy of *source* to *dest*, or (None) *dest*'s marker."""
+        if source is None:
+            self._put_directory(dest)
+        else:
+            self._copy(source, dest)
 
     def _move_markers(self, source: str, dest: str) -> None:
         """Recreate the (now empty) directories below *source* under *dest*, deepest last removed."""

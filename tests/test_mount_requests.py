@@ -207,12 +207,59 @@ def test_renaming_a_directory_costs_a_copy_per_file_and_one_batched_delete(s3, t
         # The copies run in parallel; the 30 deletes are one DeleteObjects request.
         assert requests["CopyObject"] == 30
         assert requests["DeleteObjects"] == 1
-        # The directory's marker: one PUT of the new one, one DELETE of the old one.
-        assert requests["DeleteObject"] <= 1 and requests["PutObject"] <= 1
-        assert requests["GetObject"] == 0
+        # One listing finds the values; the new directory's marker is one PUT, and the old
+        # one goes in the same DeleteObjects: no HEAD or GET per file, nothing one by one.
+        assert dict(requests) == {"ListObjectsV2": 1, "CopyObject": 30, "PutObject": 1, "DeleteObjects": 1}
         assert sorted(os.listdir(mnt / "e")) == sorted(f"f{number}" for number in range(30))
     assert store.keys(prefix="d/") == []
     assert len(store.keys(prefix="e/")) == 30
+
+
+def test_a_write_back_directory_rename_lists_once(s3, tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.control import query
+
+    store, requests = s3
+    options = {"write_back": True, "journal_dir": str(tmp_path / "journal")}
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG, **options) as mnt:
+        (mnt / "d").mkdir()
+        for number in range(30):
+            (mnt / "d" / f"f{number}").write_bytes(b"x")
+        deadline = time.monotonic() + 60
+        while query(str(mnt))["write_back"]["pending"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        requests.clear()
+        os.rename(mnt / "d", mnt / "e")
+        while query(str(mnt))["write_back"]["pending"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # One listing of the flat directory; the copies, then one DeleteObjects; the
+        # markers: one PUT of the new one, one DELETE of the old one once it is empty.
+        assert dict(requests) == {
+            "ListObjectsV2": 1, "CopyObject": 30, "DeleteObjects": 1, "PutObject": 1, "DeleteObject": 1
+        }  # fmt: skip
+    assert store.keys(prefix="d/") == [] and not store.has_directory("d")
+    assert len(store.keys(prefix="e/")) == 30
+
+
+def test_renaming_a_tree_moves_its_markers_with_the_values(s3, tmp_path: pathlib.Path) -> None:
+    store, requests = s3
+    with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG) as mnt:
+        (mnt / "d" / "sub" / "deep").mkdir(parents=True)
+        (mnt / "d" / "empty").mkdir()
+        for name in ("top", "sub/one", "sub/deep/two"):
+            (mnt / "d" / name).write_bytes(name.encode())
+        requests.clear()
+        os.rename(mnt / "d", mnt / "e")
+        # Values and markers come from one listing; 3 copies and 4 new markers (e and
+        # every directory below it) in parallel, then the 3 values and 4 old markers in
+        # one DeleteObjects.
+        assert dict(requests) == {"ListObjectsV2": 1, "CopyObject": 3, "PutObject": 4, "DeleteObjects": 1}
+        assert sorted(os.listdir(mnt / "e")) == ["empty", "sub", "top"]
+        assert (mnt / "e" / "sub" / "deep" / "two").read_bytes() == b"sub/deep/two"
+        assert not (mnt / "d").exists()
+    answer = store.client.list_objects_v2(Bucket=store.bucket_name, Prefix=store.prefix)
+    objects = sorted(item["Key"][len(store.prefix) :] for item in answer.get("Contents", []))
+    assert objects == ["e/", "e/empty/", "e/sub/", "e/sub/deep/", "e/sub/deep/two", "e/sub/one", "e/top"]
+    assert store.get("e/sub/one") == b"sub/one"
 
 
 def test_a_truncate_by_name_fetches_only_the_part_it_keeps(s3, tmp_path: pathlib.Path) -> None:

@@ -25,6 +25,7 @@ from kvfs import BackendError, InvalidKeyError, Metadata  # noqa: E402
 from kvfs.crypt import HMACDecorator  # noqa: E402
 from kvfs.decorator import PrefixDecorator, ReadOnlyDecorator  # noqa: E402
 from kvfs.net.boto3store import (  # noqa: E402
+    MAX_POOL_CONNECTIONS,
     MULTIPART_THRESHOLD,
     PART_SIZE,
     Boto3Store,
@@ -366,6 +367,20 @@ def test_delete_many_is_one_request_per_thousand_keys(server: str) -> None:
     store.delete_many(keys)
     assert sorted(requests.operations) == ["DeleteObjects", "DeleteObjects"]
     assert store.keys(prefix="d/") == []
+
+
+def test_parallel_requests_keep_their_connections(caplog: pytest.LogCaptureFixture) -> None:
+    # SeaweedFS keeps connections alive (moto closes each after its request). As many
+    # requests at once as a write-back mount sends (its workers, a rename's copies,
+    # streamed parts): each connection goes back to the pool, none is thrown away.
+    store = _store("seaweed")
+    store.put("value", b"x")
+    at_once = 24
+    assert MAX_POOL_CONNECTIONS >= at_once
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+        for _ in range(3):
+            run_parallel(lambda number: store.stat("value"), list(range(at_once * 4)), at_once)
+    assert not [record for record in caplog.records if "pool is full" in record.getMessage()]
 
 
 def test_a_server_that_stops_answering_is_etimedout() -> None:

@@ -408,3 +408,34 @@ def test_chained_pages_raise_what_a_fetch_raises_and_fetch_on_demand_without_pre
     next(lazy)
     assert asked == [None]  # nothing asked for until the caller reads on
     assert len(list(lazy)) == 1 and asked == [None, "more"]
+
+
+class _FailingAt(DictStore):
+    """A dictionary store on a "remote" server that refuses to write one key."""
+
+    is_remote = True  # the steps of a directory's move run in parallel
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused
+
+    def _put(self, key: str, data: bytes, *args: object, **kwargs: object) -> str:
+        if key == self.refused:
+            raise BackendError(errno.EIO, f"cannot write {key}")
+        return super()._put(key, data, *args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("refused", ["dst/sub/b", "dst/empty/"], ids=["a copy", "a marker"])
+def test_a_directory_move_that_fails_leaves_every_source(refused: str) -> None:
+    store = _FailingAt(refused)
+    for name in ("a", "sub/b", "sub/c"):
+        store.put(f"src/{name}", name.encode())
+    store.put_directory("src/empty")
+    before = dict(store.d)
+    with pytest.raises(BackendError, match="cannot write"):
+        store.move_directory("src", "dst")
+    # Every value and marker below src is still there, unchanged.
+    assert {key: value for key, value in store.d.items() if key.startswith("src/")} == before
+    store.refused = ""
+    assert store.move_directory("src", "dst") == "dst"
+    assert sorted(store.d) == ["dst/", "dst/a", "dst/empty/", "dst/sub/b", "dst/sub/c"]

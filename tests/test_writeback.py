@@ -624,6 +624,68 @@ def test_a_directory_move_takes_stored_and_pending_values(tmp_path: pathlib.Path
     store.close()
 
 
+def test_a_directory_move_journals_its_markers_with_the_moves(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    backend = DictStore()
+    backend.put("a/top", b"1")
+    backend.put("a/sub/deep/value", b"2")
+    backend.put_directory("a/stored-empty")
+    backend.put_directory("a/removed")
+    queue = WriteBack(backend, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+    store = PendingStore(backend, queue)
+    store.put_directory("a/new-empty")
+    store.delete_directory("a/removed")
+    listings: list[str] = []
+    real_iter_keys = backend._iter_keys
+    monkeypatch.setattr(backend, "_iter_keys", lambda prefix: (listings.append(prefix), real_iter_keys(prefix))[1])
+    recorded: list[list[str]] = []
+    journal = queue.journal
+    monkeypatch.setattr(journal, "add", lambda *args, **kwargs: pytest.fail("a change recorded on its own"))
+    real_add_many = journal.add_many
+    def add_many(changes):  # type: ignore[no-untyped-def]
+        recorded.append([kind for kind, _, _ in changes])
+        return real_add_many(changes)
+
+    monkeypatch.setattr(journal, "add_many", add_many)
+    assert store.move_directory("a", "b") == "b"
+    # The moves recorded together (one sync), then every marker together.
+    assert listings[0] == "a/"
+    assert recorded == [["move"] * 2, ["put_directory"] * 5 + ["delete_directory"] * 5]
+    directories = ["b/", "b/new-empty/", "b/stored-empty/", "b/sub/", "b/sub/deep/"]
+    assert sorted(info.key for info in store.iter_level("b/") if info.is_prefix) == directories[1:4]
+    assert not store.has_directory("a") and not store.has_directory("b/removed")
+    monkeypatch.undo()
+    assert queue.drain(timeout=30)
+    assert sorted(backend.d) == sorted(directories + ["b/top", "b/sub/deep/value"])
+    assert backend.get("b/sub/deep/value") == b"2"
+    store.close()
+
+
+def test_a_flat_directory_move_lists_the_store_once(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    backend = DictStore()
+    for number in range(5):
+        backend.put(f"a/{number}", b"v%d" % number)
+    backend.put_directory("a")
+    backend.put("a-sibling", b"stays")
+    queue = WriteBack(backend, Journal(str(tmp_path / "journal")), retry_delays=FAST_RETRIES)
+    store = PendingStore(backend, queue)
+    listings: list[str] = []
+    real_iter_keys = backend._iter_keys
+    monkeypatch.setattr(backend, "_iter_keys", lambda prefix: (listings.append(prefix), real_iter_keys(prefix))[1])
+    store.move_directory("a", "b")
+    # Nothing pending below it and no directory inside: its one level listed once says all.
+    assert listings == ["a/"]
+    monkeypatch.undo()
+    assert queue.drain(timeout=30)
+    assert sorted(backend.d) == ["a-sibling", "b/", *(f"b/{number}" for number in range(5))]
+    store.close()
+
+
 def test_many_moves_take_one_sync_and_one_batch(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = Switchable(DictStore())
     for number in range(20):

@@ -234,14 +234,44 @@ class PendingStore(StoreDecorator):
 
     def _move_directory(self, source: str, dest: str) -> str:
         below = source + SEPARATOR
-        names = [name for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
+        names = self._flat_directory(below)
+        inner: list[str] | None = [] if names is not None else None
+        if names is None:
+            names = [name for name in self._iter_keys(below) if not name.endswith(DIRECTORY_MARKER_SUFFIX)]
         if not names and not self._has_directory(source):
             raise KeyNotFoundError(source)
-        # Listed just now, pending changes included: no request to check each.
+        # Listed just now, pending changes included: no request to check each. Queued at
+        # once (the copies start while the markers are looked for).
         self.queue.move_many([(name, dest + SEPARATOR + name[len(below) :]) for name in names])
         if self.supports_directories:
-            self._move_markers(source, dest)
+            # Every directory below made under *dest*, then removed from *source*
+            # (deepest first), recorded together: one journal sync.
+            if inner is None:
+                inner = self._directories_below(source)
+            made = [dest] + [dest + name[len(source) :] for name in inner]
+            removed = [*reversed(inner), source]
+            markers = [("put_directory", key) for key in made] + [("delete_directory", key) for key in removed]
+            self.queue.add_many([(kind, key, None) for kind, key in markers])
         return dest
+
+    def _flat_directory(self, below: str) -> list[str] | None:
+        """The values in *below* when nothing is pending there and it holds no directory:
+        one listing of the store's level says all. None otherwise."""
+        if self.queue.pending_under(below):
+            return None
+        level = list(self._dstore.iter_level(below, SEPARATOR))
+        if any(info.is_prefix for info in level):
+            return None
+        return [info.key for info in level]
+
+    def _directories_below(self, directory: str) -> list[str]:
+        """Every directory below *directory*, parents first (one listing per directory)."""
+        found = []
+        for info in list(self._iter_level(directory + SEPARATOR, SEPARATOR)):
+            if info.is_prefix:
+                inner = info.key[: -len(SEPARATOR)]
+                found += [inner, *self._directories_below(inner)]
+        return found
 
     def _put_directory(self, key: str) -> None:
         self.queue.put_directory(key)

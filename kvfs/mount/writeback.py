@@ -216,11 +216,16 @@ class WriteBack:
 
     def move_many(self, moves: list[tuple[str, str]]) -> list[Change]:
         """Record a move of each ``(source, key)``, in order, with one journal sync for all."""
-        changes = self.journal.add_many([("move", key, source) for source, key in moves])
+        return self.add_many([("move", key, source) for source, key in moves])
+
+    def add_many(self, changes: Sequence[tuple[str, str, str | None]]) -> list[Change]:
+        """Record changes without content, each ``(kind, key, source)``, in order, with one
+        journal sync for all (a directory's rename: its moves; its markers)."""
+        recorded = self.journal.add_many(list(changes))
         with self._lock:
-            for change in changes:
+            for change in recorded:
                 self._enqueue(change)
-        return changes
+        return recorded
 
     def put_directory(self, key: str) -> Change:
         """Record a new (empty) directory *key*."""

@@ -34,6 +34,11 @@ PART_SIZE = 8 * MiB
 MAX_CONCURRENCY = 4
 #: Most keys one DeleteObjects request may name.
 _DELETE_BATCH = 1000
+#: Connections a client made by :func:`make_client` keeps open (botocore keeps 10): more
+#: than a mount sends at once (8 write-back workers, a directory rename's 8 copies, the
+#: parts of streamed uploads, reads), so none is closed after its request and opened
+#: again (a new TCP and TLS handshake) while the others are busy.
+MAX_POOL_CONNECTIONS = 32
 #: Lifetime of a presigned URL when ``url_valid_time`` is 0, in seconds.
 DEFAULT_URL_VALID_TIME = 3600
 
@@ -60,6 +65,7 @@ def make_client(
 ) -> Any:
     """Create an S3 client whose calls fail in bounded time.
 
+    It keeps up to :data:`MAX_POOL_CONNECTIONS` connections open for parallel requests.
     A dead server gives an error after *max_attempts* attempts (the first included) of
     at most *connect_timeout* seconds each; a server that stops answering mid-request
     after *read_timeout* seconds. *addressing_style* is ``"path"``, ``"virtual"`` or
@@ -71,6 +77,7 @@ def make_client(
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
         retries={"max_attempts": max_attempts, "mode": "standard"},
         s3={"addressing_style": addressing_style} if addressing_style else None,
     )
