@@ -169,13 +169,24 @@ def test_changes_wait_while_newer_ones_keep_coming(backend: Switchable, tmp_path
     queue.delete("tmp")  # made and removed within the burst: never uploaded
     time.sleep(0.3)
     assert backend.calls == []
-    assert queue.status()["pending"] == 2  # the delete replaced the put of tmp
+    status = queue.status()
+    assert status["pending"] == 2 and status["held"]  # the delete replaced the put of tmp
     queue.wait("a")  # an fsync sends at once
     assert backend.get("a") == b"1"
     assert queue.drain(timeout=10)
     assert ("put", "tmp") not in backend.calls
+    assert not queue.status()["held"]
     assert "tmp" not in backend
     queue.close()
+
+
+def test_status_says_when_uploads_are_held_back() -> None:
+    from kvfs.cli.mount import describe_status
+
+    queue = {"pending": 3, "in_flight": 0, "failed": 0, "bytes_left": 10, "stored": 0, "failures": []}
+    held = describe_status({"write_back": queue | {"held": True}})
+    assert any("held back while writes continue" in line for line in held), held
+    assert not any("held back" in line for line in describe_status({"write_back": queue | {"held": False}}))
 
 
 @pytest.mark.parametrize("quiet, delay", [(0.05, 3600.0), (3600.0, 0.05), (3600.0, 0.0)])

@@ -370,6 +370,7 @@ def describe_status(answer: dict[str, Any]) -> list[str]:
         lines.append(
             f"write-back:   {queue['pending']} pending, {queue['in_flight']} in flight, {queue['failed']} failed, "
             f"{format_size(queue['bytes_left'], True)} left"
+            + (", held back while writes continue" if queue.get("held") else "")
         )
         for failure in queue.get("failures", []):
             lines.append(f"  failed: {failure['kind']} {failure['key']} ({failure['attempts']} attempts): {failure['error']}")

@@ -446,7 +446,8 @@ class WriteBack:
             return True
 
     def status(self) -> dict[str, object]:
-        """Counts for ``kvfs status``: pending, in flight, failed, bytes left, and the failures."""
+        """Counts for ``kvfs status``: pending, in flight, failed, bytes left, whether uploads
+        are held back (changes keep coming), and the failures."""
         with self._lock:
             return {
                 "pending": len(self._all),
@@ -454,6 +455,8 @@ class WriteBack:
                 "failed": len(self._failing),
                 "bytes_left": self._bytes_left,
                 "stored": self.stored,
+                # Uploads wait for writes to pause (see _held_until).
+                "held": self._held_until(time.monotonic()) is not None,
                 "failures": [
                     {"key": p.change.key, "kind": p.change.kind, "attempts": p.attempts, "error": str(p.error)}
                     for p in sorted(self._failing, key=lambda p: p.change.sequence)[:100]
