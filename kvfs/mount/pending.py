@@ -30,7 +30,10 @@ _ATTEMPTS = 5
 class PendingStore(StoreDecorator):
     """*store* as a write-back mount shows it: see the module's documentation.
 
-    Keeps no modes (``keeps_metadata`` is False) and offers no staging files. ``sync``
+    Keeps no modes (``keeps_metadata`` is False). Offers staging files where the
+    journal's file system makes nameless files (``supports_staging``): they are made in
+    the journal's directory, and a commit records the file itself as the put's content,
+    without a copy (see :meth:`~kvfs.mount.journal.Journal.new_staging_file`). ``sync``
     waits for the key's pending changes and raises
     :class:`~kvfs.mount.writeback.WriteBackError` (an ``OSError``) as soon as one failed.
     """
@@ -40,6 +43,11 @@ class PendingStore(StoreDecorator):
     def __init__(self, store: KeyValueStore, queue: WriteBack) -> None:
         super().__init__(store)
         self.queue = queue
+
+    @property
+    def supports_staging(self) -> bool:  # type: ignore[override]
+        """Whether the journal makes staging files (``O_TMPFILE`` in its directory)."""
+        return self.queue.journal.stages
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._dstore!r})"
@@ -190,6 +198,16 @@ class PendingStore(StoreDecorator):
     def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
         with open(filename, "rb") as file:
             return self._put_file(key, file)
+
+    def _new_staging_file(self, key: str) -> IO[bytes]:
+        return self.queue.journal.new_staging_file()
+
+    def _commit_staging_file(self, key: str, file: IO[bytes]) -> str:
+        if not self.queue.journal.owns(file):
+            raise ValueError("not an open staging file of this store")
+        self.queue.put(key, file, mtime=time.time())  # the journal adopts the file
+        file.close()
+        return key
 
     def _delete(self, key: str) -> None:
         self.queue.delete(key)

@@ -152,7 +152,11 @@ class WriteBack:
     # ------------------------------------------------------------------ changes
 
     def put(self, key: str, content: IO[bytes] | bytes, mtime: float | None = None) -> Change:
-        """Record *content* (a file from its position to its end, or bytes) as *key*'s new value."""
+        """Record *content* (a file from its position to its end, or bytes) as *key*'s new value.
+
+        A staging file of the journal (:meth:`Journal.new_staging_file`) is adopted, not
+        copied: the caller closes it afterwards and writes it no more.
+        """
         return self._add("put", key, content=content, mtime=mtime)
 
     def delete(self, key: str) -> Change:
@@ -460,7 +464,11 @@ class WriteBack:
         if change.kind == "delete":
             store.delete_many([pending.change.key for pending in batch])
         elif change.kind == "put":
-            if change.size <= _SMALL:
+            path = None if change.size <= _SMALL else self.journal.content_path(change)
+            if path is not None:
+                # By name: S3 reads the parts in its sending threads, a local store copies in the kernel.
+                store.put_file(change.key, path)
+            elif change.size <= _SMALL:
                 store.put(change.key, self.journal.read_content(change, 0, change.size))
             else:
                 with self.journal.open_content(change) as content:

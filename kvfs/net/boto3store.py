@@ -32,6 +32,9 @@ MULTIPART_THRESHOLD = 8 * MiB
 PART_SIZE = 8 * MiB
 #: Parts in flight at once; with the part size this bounds the memory of a put.
 MAX_CONCURRENCY = 4
+#: Parts in flight at once for a value given as a file name: each part is read from the
+#: file by the thread sending it (no part waits in memory), as boto3's ``upload_file`` does.
+FILE_CONCURRENCY = 10
 #: Most keys one DeleteObjects request may name.
 _DELETE_BATCH = 1000
 #: Lifetime of a presigned URL when ``url_valid_time`` is 0, in seconds.
@@ -238,6 +241,11 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             multipart_threshold=MULTIPART_THRESHOLD,
             multipart_chunksize=PART_SIZE,
             max_concurrency=MAX_CONCURRENCY,
+        )
+        self._file_transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=FILE_CONCURRENCY,
         )
         self._unsigned_client: Any = None
         if create_if_missing:
@@ -507,6 +515,19 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                 self._name(key),
                 ExtraArgs=self._upload_args(metadata),
                 Config=self._transfer,
+            )
+        return key
+
+    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
+        # By name, s3transfer reads each part in the thread that sends it, seeking in the
+        # file: parts are read in parallel, none copied through one reader in between.
+        with _errors():
+            self.client.upload_file(
+                filename,
+                self.bucket_name,
+                self._name(key),
+                ExtraArgs=self._upload_args(metadata),
+                Config=self._file_transfer,
             )
         return key
 
