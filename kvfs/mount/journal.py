@@ -240,7 +240,9 @@ class Journal:
         path = self._data_path(sequence)
         try:
             # linkat(AT_EMPTY_PATH) would need CAP_DAC_READ_SEARCH; through /proc it does not.
-            os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
+            # A dst_dir_fd makes Python call linkat (AT_SYMLINK_FOLLOW), not link: link
+            # would link /proc's symbolic link itself (EXDEV).
+            os.link(f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=self._directory_fd, follow_symlinks=True)
         except OSError as error:
             log.debug("journal: staging file not linked in (%s): copied", error)
             return self._write_separately(sequence, b"", _FromStart(fd))
