@@ -16,8 +16,10 @@ from kvfs.memory import DictStore
 from kvfs.mount import journal as journal_module
 from kvfs.mount.errors import MountError
 from kvfs.mount.journal import Journal, JournalInUseError
+from kvfs.mount.earlyupload import JournaledWriter
 from kvfs.mount.writeback import WriteBack, WriteBackError
 from kvfs.testing import StoreContract
+from kvfs.writer import ValueWriter
 
 FAST_RETRIES = (0.05, 0.1)
 
@@ -727,3 +729,124 @@ def test_a_committed_staging_file_reaches_the_store_by_name(backend: Switchable,
     assert backend.calls == [("put_file", "big")] and backend.get("big") == content
     assert list((tmp_path / "j" / "changes").glob("*.data")) == []
     pending.close()
+
+
+# ---------------------------------------------------------------------- early uploads
+
+
+class StreamingDict(DictStore):
+    """A dictionary whose writer records what it does, and fails on demand (``fail_writes``)."""
+
+    streams_writes = True  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, str]] = []
+        self.fail_writes = False
+        self.writers: list[ValueWriter] = []
+
+    def _open_writer(self, key, metadata=None):  # type: ignore[no-untyped-def]
+        store = self
+
+        class Recording(ValueWriter):
+            def __init__(self) -> None:
+                super().__init__(key)
+                self.parts: list[bytes] = []
+
+            def _write(self, data: memoryview) -> None:
+                if store.fail_writes:
+                    raise BackendError("the server is down")
+                self.parts.append(bytes(data))
+
+            def _commit(self) -> None:
+                store.events.append(("complete", key))
+                store.put(key, b"".join(self.parts))
+
+            def _abort(self) -> None:
+                store.events.append(("abort", key))
+
+        writer = Recording()
+        self.writers.append(writer)
+        return writer
+
+    def _put_filename(self, key, filename):  # type: ignore[no-untyped-def]
+        self.events.append(("put_file", key))
+        return super()._put_filename(key, filename)
+
+
+def _write_through(writer: ValueWriter, content: bytes) -> None:
+    for offset in range(0, len(content), 300 * 1024):
+        writer.write(content[offset : offset + 300 * 1024])
+
+
+def _wait_for(condition, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_an_early_upload_runs_while_the_file_is_written_and_completes_when_sent(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    store = StreamingDict()
+    queue = WriteBack(store, Journal(str(tmp_path / "j")), retry_delays=FAST_RETRIES)
+    pending = PendingStore(store, queue)
+    assert pending.streams_writes
+    content = os.urandom(5 * 1024 * 1024 + 7)
+    writer = pending.open_writer("big")
+    _write_through(writer, content[: 3 * 1024 * 1024])
+    (early,) = store.writers
+    _wait_for(lambda: early.written >= 2 * 1024 * 1024)  # fed while the program writes
+    assert "big" not in store  # nothing stored before the change is sent
+    _write_through(writer, content[3 * 1024 * 1024 :])
+    writer.close()  # recorded in the journal: durable now
+    assert pending.get("big") == content
+    assert queue.drain(timeout=30)
+    assert store.get("big") == content
+    assert ("complete", "big") in store.events and ("put_file", "big") not in store.events
+    assert list((tmp_path / "j" / "changes").glob("*.data")) == []
+    pending.close()
+
+
+def test_a_failed_early_upload_is_sent_from_the_journal(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    store = StreamingDict()
+    store.fail_writes = True
+    queue = WriteBack(store, Journal(str(tmp_path / "j")), retry_delays=FAST_RETRIES)
+    pending = PendingStore(store, queue)
+    content = os.urandom(5 * 1024 * 1024)
+    with pending.open_writer("big") as writer:  # the program hears of no failure
+        _write_through(writer, content)
+    assert queue.drain(timeout=30)
+    assert store.get("big") == content
+    assert store.events[-1] == ("put_file", "big"), store.events
+    pending.close()
+
+
+def test_an_unsent_early_upload_is_aborted_and_the_next_mount_sends_the_content(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    store = StreamingDict()
+    backend = Switchable(store)
+    backend.broken = True  # the earlier change of the key fails, and is retried much later
+    backend.gate.clear()  # ... once it is under way: a running change is never replaced
+    queue = WriteBack(backend, Journal(str(tmp_path / "j")), retry_delays=(60.0,))
+    pending = PendingStore(backend, queue)
+    queue.put("big", b"earlier")
+    _wait_for(lambda: queue.status()["in_flight"] == 1)
+    content = os.urandom(3 * 1024 * 1024)
+    early = JournaledWriter("big", queue, store, threading.BoundedSemaphore(1))
+    _write_through(early, content)
+    early.close()
+    backend.gate.set()
+    _wait_for(lambda: queue.status()["failed"] == 1)
+    pending.close()  # the daemon stops: the early upload is dropped, the journal keeps the change
+    _wait_for(lambda: ("abort", "big") in store.events)
+    assert "big" not in store
+    backend.broken = False
+    replay = WriteBack(backend, Journal(str(tmp_path / "j")), retry_delays=FAST_RETRIES)
+    assert replay.drain(timeout=30)
+    assert store.get("big") == content
+    replay.close()
