@@ -468,6 +468,26 @@ def test_a_streamed_upload_carries_the_metadata() -> None:
     assert (info.mode, info.uid, info.gid, info.last_modified, info.size) == (0o600, 7, 8, 1_650_000_000.5, 11 * MiB)
 
 
+def test_a_streamed_upload_keeps_a_checksum_of_its_parts_as_boto3_does() -> None:
+    # CRC-32 parts named in the completion (s3transfer's way): the object keeps a checksum,
+    # and the server computes none of the whole object at the completion.
+    store = _store("moto")
+    store.part_size = 5 * MiB
+    sent: list[tuple[str, dict[str, Any]]] = []
+    store.client.meta.events.register(
+        "before-parameter-build.s3", lambda params, event_name, **_: sent.append((event_name.rsplit(".", 1)[-1], params))
+    )
+    with store.open_writer("checked") as writer:
+        for _ in range(11):
+            writer.write(b"c" * MiB)
+    kinds = {name: params for name, params in sent}
+    assert kinds["CreateMultipartUpload"]["ChecksumAlgorithm"] == "CRC32"
+    assert all("ChecksumCRC32" in part for part in kinds["CompleteMultipartUpload"]["MultipartUpload"]["Parts"])
+    head = store.client.head_object(Bucket=BUCKET, Key=store.prefix + "checked", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32")
+    assert store.get("checked") == b"c" * (11 * MiB)
+
+
 def test_writer_of_a_small_value_is_one_put(server: str) -> None:
     store = _store(server)
     requests = Requests(store.client)
