@@ -11,7 +11,6 @@ talks to this store as to any other.
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
@@ -19,9 +18,7 @@ from typing import IO, Any, TypeVar
 from ..decorator import StoreDecorator
 from ..errors import KeyNotFoundError
 from ..mixins import TTL
-from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore, Metadata
-from ..writer import ValueWriter
-from .earlyupload import EARLY_UPLOADS, JournaledWriter
+from ..store import DIRECTORY_MARKER_SUFFIX, SEPARATOR, KeyInfo, KeyValueStore
 from .writeback import Content, WriteBack
 
 _T = TypeVar("_T")
@@ -36,9 +33,7 @@ class PendingStore(StoreDecorator):
     Keeps no modes (``keeps_metadata`` is False). Offers staging files where the
     journal's file system makes nameless files (``supports_staging``): they are made in
     the journal's directory, and a commit records the file itself as the put's content,
-    without a copy (see :meth:`~kvfs.mount.journal.Journal.new_staging_file`). Where
-    *store* streams writes too (``streams_writes``), :meth:`open_writer` writes to such a
-    file and starts the upload at once (see :mod:`kvfs.mount.earlyupload`). ``sync``
+    without a copy (see :meth:`~kvfs.mount.journal.Journal.new_staging_file`). ``sync``
     waits for the key's pending changes and raises
     :class:`~kvfs.mount.writeback.WriteBackError` (an ``OSError``) as soon as one failed.
     """
@@ -48,17 +43,11 @@ class PendingStore(StoreDecorator):
     def __init__(self, store: KeyValueStore, queue: WriteBack) -> None:
         super().__init__(store)
         self.queue = queue
-        self._early_uploads = threading.BoundedSemaphore(EARLY_UPLOADS)
 
     @property
     def supports_staging(self) -> bool:  # type: ignore[override]
         """Whether the journal makes staging files (``O_TMPFILE`` in its directory)."""
         return self.queue.journal.stages
-
-    @property
-    def streams_writes(self) -> bool:  # type: ignore[override]
-        """Whether the journal makes staging files and the store streams writes (early uploads)."""
-        return self.queue.journal.stages and self._dstore.streams_writes
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._dstore!r})"
@@ -209,11 +198,6 @@ class PendingStore(StoreDecorator):
     def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None) -> str:
         with open(filename, "rb") as file:
             return self._put_file(key, file)
-
-    def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
-        if not self.streams_writes:
-            return super()._open_writer(key, metadata)  # the core's: a put_file at the close
-        return JournaledWriter(key, self.queue, self._dstore, self._early_uploads)
 
     def _new_staging_file(self, key: str) -> IO[bytes]:
         return self.queue.journal.new_staging_file()

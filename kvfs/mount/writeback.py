@@ -31,14 +31,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from ..errors import KeyNotFoundError
 from ..store import KeyValueStore, run_parallel
 from .journal import Change, Journal
-
-if TYPE_CHECKING:
-    from .earlyupload import EarlyUpload
 
 log = logging.getLogger("kvfs.mount.writeback")
 
@@ -76,8 +73,6 @@ class _Pending:
     retry_at: float = 0.0
     #: Callbacks of :meth:`WriteBack.when_stored` waiting for this change, among others.
     announcements: list[_Announcement] = field(default_factory=list)
-    #: The upload of a put's content begun while it was written, completed when sent.
-    early: EarlyUpload | None = None
 
     __hash__ = object.__hash__
 
@@ -156,17 +151,13 @@ class WriteBack:
 
     # ------------------------------------------------------------------ changes
 
-    def put(
-        self, key: str, content: IO[bytes] | bytes, mtime: float | None = None, early: EarlyUpload | None = None
-    ) -> Change:
+    def put(self, key: str, content: IO[bytes] | bytes, mtime: float | None = None) -> Change:
         """Record *content* (a file from its position to its end, or bytes) as *key*'s new value.
 
         A staging file of the journal (:meth:`Journal.new_staging_file`) is adopted, not
-        copied: the caller closes it afterwards and writes it no more. An *early* upload
-        of the content (see :mod:`kvfs.mount.earlyupload`) is completed when the change
-        is sent, instead of uploading it again (aborted if the change is not sent).
+        copied: the caller closes it afterwards and writes it no more.
         """
-        return self._add("put", key, content=content, mtime=mtime, early=early)
+        return self._add("put", key, content=content, mtime=mtime)
 
     def delete(self, key: str) -> Change:
         """Record the deletion of *key*."""
@@ -196,14 +187,14 @@ class WriteBack:
         """Record the removal of the directory *key* (after every pending change below it)."""
         return self._add("delete_directory", key)
 
-    def _add(self, kind: str, key: str, early: EarlyUpload | None = None, **details: object) -> Change:
+    def _add(self, kind: str, key: str, **details: object) -> Change:
         change = self.journal.add(kind, key, **details)  # type: ignore[arg-type]
         with self._lock:
-            self._enqueue(change, early)
+            self._enqueue(change)
         return change
 
-    def _enqueue(self, change: Change, early: EarlyUpload | None = None) -> None:
-        pending = _Pending(change, early=early)
+    def _enqueue(self, change: Change) -> None:
+        pending = _Pending(change)
         for key in change.keys:
             earlier = self._latest.get(key)
             if earlier is None:
@@ -247,7 +238,6 @@ class WriteBack:
             announcement.waits_for.add(replacement)
             replacement.announcements.append(announcement)
         earlier.announcements = []
-        _abort_early(earlier)
         earlier.state = "done"
         self._all.discard(earlier)
         try:
@@ -408,8 +398,6 @@ class WriteBack:
             self._lock.notify_all()
         for worker in self._workers:
             worker.join()
-        for pending in list(self._all):  # sent by the next mount, from the journal
-            _abort_early(pending)
         self.journal.close()
 
     # ------------------------------------------------------------------ workers
@@ -475,15 +463,16 @@ class WriteBack:
         store = self.store
         if change.kind == "delete":
             store.delete_many([pending.change.key for pending in batch])
-        elif change.kind == "put" and batch[0].early is not None:
-            early, batch[0].early = batch[0].early, None
-            try:
-                early.finish()  # the upload begun while the file was written
-            except Exception as error:
-                log.info("write-back: the early upload of %s failed (%s): sent from the journal", change.key, error)
-                self._send_put(change)
         elif change.kind == "put":
-            self._send_put(change)
+            path = None if change.size <= _SMALL else self.journal.content_path(change)
+            if path is not None:
+                # By name: S3 reads the parts in its sending threads, a local store copies in the kernel.
+                store.put_file(change.key, path)
+            elif change.size <= _SMALL:
+                store.put(change.key, self.journal.read_content(change, 0, change.size))
+            else:
+                with self.journal.open_content(change) as content:
+                    store.put_file(change.key, content)
         elif change.kind == "move" and "move" in self._batched:
             self._send_moves(batch)
         elif change.kind in ("copy", "move"):
@@ -498,18 +487,6 @@ class WriteBack:
         elif change.kind == "delete_directory":
             if store.supports_directories:
                 store.delete_directory(change.key)
-
-    def _send_put(self, change: Change) -> None:
-        store = self.store
-        path = None if change.size <= _SMALL else self.journal.content_path(change)
-        if path is not None:
-            # By name: S3 reads the parts in its sending threads, a local store copies in the kernel.
-            store.put_file(change.key, path)
-        elif change.size <= _SMALL:
-            store.put(change.key, self.journal.read_content(change, 0, change.size))
-        else:
-            with self.journal.open_content(change) as content:
-                store.put_file(change.key, content)
 
     def _send_moves(self, batch: list[_Pending]) -> None:
         """Copy every value of *batch* (in parallel), then delete the sources in one ``delete_many``.
@@ -575,13 +552,6 @@ class WriteBack:
                 pending.retry_at = time.monotonic() + delay
                 self._retrying.append(pending)
             self._lock.notify_all()
-
-
-def _abort_early(pending: _Pending) -> None:
-    """Abort *pending*'s early upload, if any, in the background (it may wait for a part in flight)."""
-    early, pending.early = pending.early, None
-    if early is not None:
-        threading.Thread(target=early.abort, name="kvfs-early-abort", daemon=True).start()
 
 
 def _call_back(callback: Callable[[], None]) -> None:
