@@ -488,6 +488,21 @@ def test_a_streamed_upload_keeps_a_checksum_of_its_parts_as_boto3_does() -> None
     assert store.get("checked") == b"c" * (11 * MiB)
 
 
+def test_copies_of_multipart_values_read_back_whole() -> None:
+    # A copy is one object: its checksum is made anew, not the parts' one kept (which a
+    # GET validating checksums would refuse).
+    store = _store("moto")
+    store.part_size = 5 * MiB
+    with store.open_writer("streamed") as writer:
+        writer.write(b"w" * (11 * MiB))
+    store.put_file("uploaded", io.BytesIO(b"u" * (MULTIPART_THRESHOLD + 1)))
+    for key, value in (("streamed", b"w" * (11 * MiB)), ("uploaded", b"u" * (MULTIPART_THRESHOLD + 1))):
+        store.copy(key, key + "-copy")
+        store.set_metadata(key, mode=0o600)
+        assert store.get(key + "-copy") == value
+        assert store.get(key) == value
+
+
 def test_writer_of_a_small_value_is_one_put(server: str) -> None:
     store = _store(server)
     requests = Requests(store.client)

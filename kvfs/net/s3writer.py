@@ -38,6 +38,15 @@ log = logging.getLogger("kvfs.net.s3")
 MAX_PARTS = 10_000
 #: The checksum boto3's transfers ask for when the client computes checksums.
 CHECKSUM_ALGORITHM = "CRC32"
+def checksum_algorithm(client: Any) -> str | None:
+    """The checksum boto3's transfers ask the server to keep, for *client*: CRC32 where it
+    computes checksums of what it sends (``request_checksum_calculation="when_supported"``,
+    the default), else None."""
+    config = getattr(getattr(client, "meta", None), "config", None)
+    calculation = getattr(config, "request_checksum_calculation", None)
+    return CHECKSUM_ALGORITHM if calculation == "when_supported" else None
+
+
 #: Part numbers per step of part size: the size doubles every 1,000 parts, so 10,000
 #: parts of 8 MiB growing that way hold more than S3's largest object (5 TiB).
 _PARTS_PER_SIZE = 1000
@@ -83,10 +92,7 @@ class MultipartWriter(ValueWriter):
         self._concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self._failure: BaseException | None = None  # the first part that failed
-        config = getattr(getattr(client, "meta", None), "config", None)
-        self._checksum = (
-            CHECKSUM_ALGORITHM if getattr(config, "request_checksum_calculation", None) == "when_supported" else None
-        )
+        self._checksum = checksum_algorithm(client)
         self._part_checksums: dict[int, str] = {}
 
     @property
@@ -224,4 +230,4 @@ class MultipartWriter(ValueWriter):
             self._pool = None
 
 
-__all__ = ["MultipartWriter", "MAX_PARTS"]
+__all__ = ["MultipartWriter", "MAX_PARTS", "checksum_algorithm"]
