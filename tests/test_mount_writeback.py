@@ -170,3 +170,31 @@ def test_write_back_is_refused_for_a_local_directory(tmp_path: pathlib.Path) -> 
     assert result.returncode == 1
     assert "--write-back is for object stores" in result.stderr
     assert not is_mounted(str(tmp_path / "mnt"))
+
+
+def test_big_files_arrive_byte_identical_also_when_written_again(setup) -> None:  # type: ignore[no-untyped-def]
+    # Past 8 MiB a staged copy is a file, made in the journal, which adopts it at the close.
+    url, store, mountpoint, journal = setup
+    _mount(url, mountpoint, journal)
+    big = os.urandom(20 * 1024 * 1024 + 123)
+    with open(mountpoint / "big.bin", "wb") as file:
+        for offset in range(0, len(big), 1024 * 1024):
+            file.write(big[offset : offset + 1024 * 1024])
+    assert (mountpoint / "big.bin").read_bytes() == big
+    # Written again after its close: the journal's copy stays as it was; the new one is staged anew.
+    patch = os.urandom(1024 * 1024)
+    with open(mountpoint / "big.bin", "r+b") as file:
+        file.seek(5 * 1024 * 1024)
+        file.write(patch)
+    changed = big[: 5 * 1024 * 1024] + patch + big[6 * 1024 * 1024 :]
+    # Flushed half way (a dup closed), then written on: both contents are whole.
+    with open(mountpoint / "halves.bin", "wb") as file:
+        file.write(big[: 10 * 1024 * 1024])
+        os.close(os.dup(file.fileno()))  # a FLUSH: the first half goes to the journal
+        file.write(big[10 * 1024 * 1024 :])
+    assert (mountpoint / "big.bin").read_bytes() == changed
+    assert (mountpoint / "halves.bin").read_bytes() == big
+    assert kvfs("unmount", mountpoint).returncode == 0
+    assert store.get("big.bin") == changed
+    assert store.get("halves.bin") == big
+    assert os.listdir(journal / "changes") == []

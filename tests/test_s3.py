@@ -483,6 +483,41 @@ def test_a_streamed_upload_carries_the_metadata() -> None:
     assert (info.mode, info.uid, info.gid, info.last_modified, info.size) == (0o600, 7, 8, 1_650_000_000.5, 11 * MiB)
 
 
+def test_a_streamed_upload_keeps_a_checksum_of_its_parts_as_boto3_does() -> None:
+    # CRC-32 parts named in the completion (s3transfer's way): the object keeps a checksum,
+    # and the server computes none of the whole object at the completion.
+    store = _store("moto")
+    store.part_size = 5 * MiB
+    sent: list[tuple[str, dict[str, Any]]] = []
+    store.client.meta.events.register(
+        "before-parameter-build.s3", lambda params, event_name, **_: sent.append((event_name.rsplit(".", 1)[-1], params))
+    )
+    with store.open_writer("checked") as writer:
+        for _ in range(11):
+            writer.write(b"c" * MiB)
+    kinds = {name: params for name, params in sent}
+    assert kinds["CreateMultipartUpload"]["ChecksumAlgorithm"] == "CRC32"
+    assert all("ChecksumCRC32" in part for part in kinds["CompleteMultipartUpload"]["MultipartUpload"]["Parts"])
+    head = store.client.head_object(Bucket=BUCKET, Key=store.prefix + "checked", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32")
+    assert store.get("checked") == b"c" * (11 * MiB)
+
+
+def test_copies_of_multipart_values_read_back_whole() -> None:
+    # A copy is one object: its checksum is made anew, not the parts' one kept (which a
+    # GET validating checksums would refuse).
+    store = _store("moto")
+    store.part_size = 5 * MiB
+    with store.open_writer("streamed") as writer:
+        writer.write(b"w" * (11 * MiB))
+    store.put_file("uploaded", io.BytesIO(b"u" * (MULTIPART_THRESHOLD + 1)))
+    for key, value in (("streamed", b"w" * (11 * MiB)), ("uploaded", b"u" * (MULTIPART_THRESHOLD + 1))):
+        store.copy(key, key + "-copy")
+        store.set_metadata(key, mode=0o600)
+        assert store.get(key + "-copy") == value
+        assert store.get(key) == value
+
+
 def test_writer_of_a_small_value_is_one_put(server: str) -> None:
     store = _store(server)
     requests = Requests(store.client)

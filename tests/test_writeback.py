@@ -49,6 +49,10 @@ class Switchable(StoreDecorator):
         self._note("put_file", key)
         return super()._put_file(key, file)
 
+    def _put_filename(self, key, filename, ttl_secs=None):  # type: ignore[no-untyped-def]
+        self._note("put_file", key)
+        return super()._put_filename(key, filename)
+
     def _delete(self, key):  # type: ignore[no-untyped-def]
         self._note("delete", key)
         return super()._delete(key)
@@ -735,3 +739,152 @@ def test_the_source_of_a_pending_copy_shows_its_pending_content(backend: Switcha
     assert queue.drain(timeout=10)
     assert backend.get("source") == backend.get("dest") == b"value"
     queue.close()
+
+
+# ---------------------------------------------------------------------- staging files
+
+
+def _staged(journal: Journal, content: bytes) -> journal_module.StagingFile:
+    file = journal.new_staging_file()
+    view, offset = memoryview(content), 0
+    while offset < len(content):  # as the mount writes: at offsets, the position left alone
+        offset += os.pwrite(file.fileno(), view[offset : offset + 1024 * 1024], offset)
+    return file
+
+
+def _data_file(directory: pathlib.Path, sequence: int) -> pathlib.Path:
+    return directory / "changes" / f"{sequence:012d}.data"
+
+
+def test_a_big_staging_file_becomes_the_content_without_a_copy(tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    assert journal.stages, "this file system makes no O_TMPFILE files: the test proves nothing"
+    content = os.urandom(3 * 1024 * 1024 + 5)
+    file = _staged(journal, content)
+    assert os.listdir(tmp_path / "j" / "changes") == [segment.name for segment in _segments(tmp_path / "j")]
+    change = journal.add("put", "big", content=file)
+    # The staging file itself is the content file: same inode, nothing copied.
+    assert os.stat(_data_file(tmp_path / "j", change.sequence)).st_ino == os.fstat(file.fileno()).st_ino
+    file.close()
+    assert change.size == len(content)
+    assert journal.content_path(change) == str(_data_file(tmp_path / "j", change.sequence))
+    assert journal.read_content(change, 0, change.size) == content
+    journal.close()  # a crash: the next mount finds the change, its content whole
+    again = Journal(str(tmp_path / "j"))
+    (pending,) = again.pending()
+    assert pending.key == "big" and again.read_content(pending, 0, pending.size) == content
+    again.close()
+
+
+def test_a_small_staging_file_goes_into_the_log(tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    file = _staged(journal, b"small content")
+    file.seek(5)  # the whole file is the content, wherever its position is
+    change = journal.add("put", "small", content=file)
+    file.close()
+    assert journal.read_content(change, 0, 100) == b"small content"
+    assert journal.content_path(change) is None
+    assert list((tmp_path / "j" / "changes").glob("*.data")) == []
+    journal.close()
+
+
+def test_an_adopted_content_torn_afterwards_is_set_aside(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    file = _staged(journal, os.urandom(2 * 1024 * 1024))
+    change = journal.add("put", "big", content=file)
+    file.close()
+    journal.close()
+    with open(_data_file(tmp_path / "j", change.sequence), "r+b") as data:
+        data.truncate(1000)  # its size and checksum are in the record: replay notices
+    queue = _queue(backend, tmp_path / "j")
+    assert queue.drain(timeout=10)
+    assert "big" not in backend
+    assert os.path.exists(f"{_data_file(tmp_path / 'j', change.sequence)}.torn")
+    queue.close()
+
+
+def test_a_staging_file_that_cannot_be_linked_in_is_copied(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    journal = Journal(str(tmp_path / "j"))
+    content = os.urandom(2 * 1024 * 1024 + 1)
+    file = _staged(journal, content)
+    monkeypatch.setattr(journal_module.os, "link", no_link)
+    change = journal.add("put", "big", content=file)
+    assert os.stat(_data_file(tmp_path / "j", change.sequence)).st_ino != os.fstat(file.fileno()).st_ino
+    file.close()
+    journal.close()
+    again = Journal(str(tmp_path / "j"))
+    (pending,) = again.pending()
+    assert again.read_content(pending, 0, pending.size) == content
+    again.close()
+
+
+def test_a_failed_add_leaves_the_staging_file_as_it_was(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(str(tmp_path / "j"))
+    content = os.urandom(2 * 1024 * 1024)
+    file = _staged(journal, content)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal, "_append", full)
+    with pytest.raises(OSError):
+        journal.add("put", "big", content=file)
+    monkeypatch.undo()
+    assert journal.pending() == []
+    assert list((tmp_path / "j" / "changes").glob("*.data")) == []  # nothing named by no record
+    assert os.pread(file.fileno(), len(content) + 1, 0) == content  # still open, to try again
+    change = journal.add("put", "big", content=file)
+    file.close()
+    assert journal.read_content(change, 0, change.size) == content
+    journal.close()
+
+
+def test_without_nameless_files_the_store_offers_no_staging(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from kvfs.mount.pending import PendingStore
+
+    real_open = os.open
+
+    def no_tmpfile(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(journal_module.os, "open", no_tmpfile)
+    queue = WriteBack(DictStore(), Journal(str(tmp_path / "j")), retry_delays=FAST_RETRIES)
+    pending = PendingStore(queue.store, queue)
+    assert not pending.supports_staging
+    with pytest.raises(NotImplementedError):
+        pending.new_staging_file("a")
+    pending.put_file("a", io.BytesIO(b"x" * (2 * 1024 * 1024)))  # copied in, as without staging
+    assert queue.drain(timeout=10)
+    assert queue.store.get("a") == b"x" * (2 * 1024 * 1024)
+    pending.close()
+
+
+def test_a_committed_staging_file_reaches_the_store_by_name(backend: Switchable, tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.pending import PendingStore
+
+    queue = _queue(backend, tmp_path / "j")
+    pending = PendingStore(backend, queue)
+    assert pending.supports_staging
+    content = os.urandom(5 * 1024 * 1024)
+    backend.gate.clear()  # nothing reaches the store yet
+    file = pending.new_staging_file("big")
+    file.write(content)
+    assert pending.commit_staging_file("big", file) == "big"
+    assert file.closed
+    assert pending.get("big") == content  # shown at once, from the journal
+    with pytest.raises(ValueError):
+        pending.commit_staging_file("other", io.BytesIO(b"not a staging file"))
+    backend.gate.set()
+    assert queue.drain(timeout=30)
+    assert backend.calls == [("put_file", "big")] and backend.get("big") == content
+    assert list((tmp_path / "j" / "changes").glob("*.data")) == []
+    pending.close()

@@ -29,6 +29,12 @@ as long as no later change of the same key was stored after it; the queue calls
 and every add waiting then, none when nothing was written since the last), so an earlier
 change is never replayed over a later one.
 
+**Staging files**: :meth:`Journal.new_staging_file` gives a nameless file in ``changes/``
+(``O_TMPFILE``) for a put's content to be written into; :meth:`Journal.add` then adopts
+it instead of copying it: it reads it once for its size and CRC-32, syncs it, links it
+in as the change's content file and syncs the directory, all before the record names it.
+Where the link cannot be made (no ``/proc``) the content is copied as any other.
+
 A new segment starts (synced, with a checkpoint) when the current one passes
 :data:`SEGMENT_SIZE` and at every mount; a segment none of whose changes is pending any
 more is deleted (after a sync, so the ``done`` records of others are durable first). A
@@ -76,6 +82,20 @@ _DIGITS = 12
 _MAGIC = b"KVJ1"
 #: Magic, header length, inline content length, CRC-32 of header and content.
 _PREFIX = struct.Struct("<4sIQI")
+
+
+class StagingFile(io.FileIO):
+    """A nameless file in a journal's directory (see :meth:`Journal.new_staging_file`).
+
+    Written and read as any file; closing it unrecorded discards it (so does the end of
+    the process). :meth:`Journal.add` with it as a put's content adopts it: the caller
+    must not change it afterwards (a staged copy that goes on being written starts a
+    new staging file).
+    """
+
+    def __init__(self, fd: int, journal: Journal) -> None:
+        super().__init__(fd, "r+b", closefd=True)
+        self.journal = journal
 
 
 class JournalInUseError(MountError):
@@ -167,6 +187,8 @@ class Journal:
         with self._lock:
             self._start_segment()
             self._delete_finished_segments()
+        #: Whether :meth:`new_staging_file` works on this journal's file system.
+        self.stages = self._probe_staging()
 
     # ------------------------------------------------------------------ files
 
@@ -184,6 +206,61 @@ class Journal:
     def _data_path(self, sequence: int) -> str:
         return os.path.join(self._changes, f"{sequence:0{_DIGITS}d}.data")
 
+    # ------------------------------------------------------------------ staging files
+
+    def _probe_staging(self) -> bool:
+        try:
+            self.new_staging_file().close()
+        except OSError as error:
+            log.info("journal: no staging files in %s (%s): big contents are copied in", self._changes, error)
+            return False
+        return True
+
+    def new_staging_file(self) -> StagingFile:
+        """A new, empty, nameless file in the journal's directory, for a put's content.
+
+        Given to :meth:`add` as the content of a put, it becomes the change's content file
+        without a copy. Raises ``OSError`` where the file system makes no nameless files
+        (``O_TMPFILE``: Linux 3.11 on ext4, XFS, btrfs, tmpfs).
+        """
+        flag = getattr(os, "O_TMPFILE", 0)
+        if not flag:
+            raise OSError(errno.EOPNOTSUPP, "this system makes no nameless files (O_TMPFILE)")
+        # Without O_EXCL: the file may be given a name later (linked in by add).
+        fd = os.open(self._changes, flag | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        return StagingFile(fd, self)
+
+    def owns(self, file: object) -> bool:
+        """Whether *file* is an open staging file of this journal."""
+        return isinstance(file, StagingFile) and file.journal is self and not file.closed
+
+    def _adopt(self, sequence: int, file: StagingFile) -> tuple[int, int]:
+        """Make the staging *file* the content file of change *sequence*, durably: size and CRC.
+
+        Falls back to a copy where the file cannot be linked in (no ``/proc``). Raises
+        what reading, syncing or copying raises; nothing is linked in then.
+        """
+        fd = file.fileno()
+        size, checksum = _checksum(fd)
+        if self.sync:
+            os.fdatasync(fd)
+        path = self._data_path(sequence)
+        try:
+            # linkat(AT_EMPTY_PATH) would need CAP_DAC_READ_SEARCH; through /proc it does not.
+            # A dst_dir_fd makes Python call linkat (AT_SYMLINK_FOLLOW), not link: link
+            # would link /proc's symbolic link itself (EXDEV).
+            os.link(f"/proc/self/fd/{fd}", os.path.basename(path), dst_dir_fd=self._directory_fd, follow_symlinks=True)
+        except OSError as error:
+            log.debug("journal: staging file not linked in (%s): copied", error)
+            return self._write_separately(sequence, b"", _FromStart(fd))
+        try:
+            if self.sync:
+                os.fsync(self._directory_fd)
+        except BaseException:
+            _unlink_quietly(path)
+            raise
+        return size, checksum
+
     # ------------------------------------------------------------------ writing
 
     def add(
@@ -197,8 +274,11 @@ class Journal:
         metadata: Mapping[str, int | float] | None = None,
     ) -> Change:
         """Record a change durably and return it. A put takes its *content* (a file read
-        from its current position to its end, or bytes); other kinds take none. A put may
-        carry *metadata* (fields of :data:`METADATA_FIELDS`); a ``set_metadata`` must.
+        from its current position to its end, or bytes); other kinds take none. A
+        :class:`StagingFile` of this journal is the content from its start, adopted
+        without a copy when bigger than :data:`INLINE_LIMIT` (the caller closes it
+        afterwards, and changes it no more). A put may carry *metadata* (fields of
+        :data:`METADATA_FIELDS`); a ``set_metadata`` must.
 
         Raises ``OSError`` (``ENOSPC``, ...) when the change cannot be written; nothing
         is recorded then.
@@ -220,7 +300,12 @@ class Journal:
         if metadata:
             header["metadata"] = dict(metadata)
         inline = b""
-        if content is not None:
+        if self.owns(content) and os.fstat(content.fileno()).st_size > INLINE_LIMIT:  # type: ignore[union-attr]
+            header["size"], header["crc32"] = self._adopt(sequence, content)  # type: ignore[arg-type]
+            header["separate"] = True
+        elif content is not None:
+            if self.owns(content):
+                content.seek(0)  # type: ignore[union-attr]
             inline = _read_up_to(content, INLINE_LIMIT + 1)
             if len(inline) > INLINE_LIMIT:
                 header["size"], header["crc32"] = self._write_separately(sequence, inline, content)
@@ -229,7 +314,12 @@ class Journal:
             else:
                 header["size"] = len(inline)
         change = _change_of(header)
-        ticket = self._append(header, inline, change)
+        try:
+            ticket = self._append(header, inline, change)
+        except BaseException:
+            if header.get("separate"):  # named by no record
+                _unlink_quietly(self._data_path(sequence))
+            raise
         if self.sync:
             try:
                 self._wait_durable(ticket)
@@ -426,6 +516,13 @@ class Journal:
 
     # ------------------------------------------------------------------ reading
 
+    def content_path(self, change: Change) -> str | None:
+        """The name of the file holding a put's content, None for content kept in the log.
+
+        The file stays until the change is complete. Raises ``FileNotFoundError`` once it is.
+        """
+        return self._data_path(change.sequence) if self._where_of(change).separate else None
+
     def open_content(self, change: Change) -> IO[bytes]:
         """The content of a put, as a file positioned at its start (the caller closes it).
 
@@ -558,6 +655,33 @@ def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                   "acknowledged); the %d bytes after it are ignored", path, offset, len(data) - offset)  # fmt: skip
 
 
+def _checksum(fd: int) -> tuple[int, int]:
+    """Size and CRC-32 of the file *fd*, read once from its start."""
+    size, checksum = 0, 0
+    buffer = bytearray(_CHUNK)
+    with memoryview(buffer) as view:
+        while count := os.preadv(fd, [view], size):
+            checksum = zlib.crc32(view[:count], checksum)
+            size += count
+    return size, checksum
+
+
+class _FromStart(io.RawIOBase):
+    """The file *fd* read from its start, leaving its position alone."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        count = os.preadv(self._fd, [buffer], self._position)
+        self._position += count
+        return count
+
+
 def _read_up_to(content: IO[bytes] | bytes, limit: int) -> bytes:
     if isinstance(content, (bytes, bytearray, memoryview)):
         return bytes(content[:limit])
@@ -601,4 +725,4 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-__all__ = ["Journal", "Change", "JournalInUseError", "KINDS"]
+__all__ = ["Journal", "Change", "JournalInUseError", "StagingFile", "KINDS"]

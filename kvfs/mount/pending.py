@@ -33,7 +33,10 @@ class PendingStore(StoreDecorator):
 
     Keeps modes, owners and times where *store* does (``keeps_metadata``): the journal
     carries a put's metadata to its upload (``metadata_with_writes``) and queues
-    ``set_metadata`` like any change. Offers no staging files. ``sync`` waits for the
+    ``set_metadata`` like any change. Offers staging files where the journal's file
+    system makes nameless files (``supports_staging``): they are made in the journal's
+    directory, and a commit records the file itself as the put's content, without a copy
+    (see :meth:`~kvfs.mount.journal.Journal.new_staging_file`). ``sync`` waits for the
     key's pending changes and raises :class:`~kvfs.mount.writeback.WriteBackError` (an
     ``OSError``) as soon as one failed.
     """
@@ -45,6 +48,11 @@ class PendingStore(StoreDecorator):
     def __init__(self, store: KeyValueStore, queue: WriteBack) -> None:
         super().__init__(store)
         self.queue = queue
+
+    @property
+    def supports_staging(self) -> bool:  # type: ignore[override]
+        """Whether the journal makes staging files (``O_TMPFILE`` in its directory)."""
+        return self.queue.journal.stages
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._dstore!r})"
@@ -212,6 +220,16 @@ class PendingStore(StoreDecorator):
     def _put_filename(self, key: str, filename: str, ttl_secs: TTL = None, metadata: Metadata | None = None) -> str:
         with open(filename, "rb") as file:
             return self._put_file(key, file, metadata=metadata)
+
+    def _new_staging_file(self, key: str) -> IO[bytes]:
+        return self.queue.journal.new_staging_file()
+
+    def _commit_staging_file(self, key: str, file: IO[bytes], metadata: Metadata | None = None) -> str:
+        if not self.queue.journal.owns(file):
+            raise ValueError("not an open staging file of this store")
+        self._queue_put(key, file, metadata)  # the journal adopts the file
+        file.close()
+        return key
 
     def _delete(self, key: str) -> None:
         self.queue.delete(key)

@@ -195,7 +195,11 @@ class WriteBack:
         metadata: Mapping[str, int | float] | None = None,
     ) -> Change:
         """Record *content* (a file from its position to its end, or bytes) as *key*'s new
-        value, stored with *metadata* (:class:`~kvfs.Metadata` fields) where given."""
+        value, stored with *metadata* (:class:`~kvfs.Metadata` fields) where given.
+
+        A staging file of the journal (:meth:`Journal.new_staging_file`) is adopted, not
+        copied: the caller closes it afterwards and writes it no more.
+        """
         return self._add("put", key, content=content, mtime=mtime, metadata=metadata)
 
     def set_metadata(self, key: str, fields: Mapping[str, int | float]) -> Change:
@@ -549,7 +553,11 @@ class WriteBack:
             store.delete_many([pending.change.key for pending in batch])
         elif change.kind == "put":
             metadata = _uploaded(change.metadata) if store.keeps_metadata else None
-            if change.size <= _SMALL:
+            path = None if change.size <= _SMALL else self.journal.content_path(change)
+            if path is not None:
+                # By name: S3 reads the parts in its sending threads, a local store copies in the kernel.
+                store.put_file(change.key, path, metadata=metadata)
+            elif change.size <= _SMALL:
                 store.put(change.key, self.journal.read_content(change, 0, change.size), metadata=metadata)
             else:
                 with self.journal.open_content(change) as content:

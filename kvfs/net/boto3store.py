@@ -15,7 +15,7 @@ from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild, chained_pages, run_parallel
 from . import BucketStoreCapabilities, UploadSource, metadata_fields, open_streamed, parse_metadata
 from ..writer import ValueWriter
-from .s3writer import MultipartWriter
+from .s3writer import MultipartWriter, checksum_algorithm
 
 boto3 = require("boto3", "s3")
 from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
@@ -32,6 +32,9 @@ MULTIPART_THRESHOLD = 8 * MiB
 PART_SIZE = 8 * MiB
 #: Parts in flight at once; with the part size this bounds the memory of a put.
 MAX_CONCURRENCY = 4
+#: Parts in flight at once for a value given as a file name: each part is read from the
+#: file by the thread sending it (no part waits in memory), as boto3's ``upload_file`` does.
+FILE_CONCURRENCY = 10
 #: Most keys one DeleteObjects request may name.
 _DELETE_BATCH = 1000
 #: Connections a client made by :func:`make_client` keeps open (botocore keeps 10): more
@@ -246,6 +249,11 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             multipart_chunksize=PART_SIZE,
             max_concurrency=MAX_CONCURRENCY,
         )
+        self._file_transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=FILE_CONCURRENCY,
+        )
         self._unsigned_client: Any = None
         if create_if_missing:
             self._create_bucket()
@@ -447,13 +455,14 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                 return
             if head.get("ContentType"):
                 extra["ContentType"] = head["ContentType"]
-            self.client.copy_object(
+            self.client.copy_object(  # a new checksum for the copy, as for _copy
                 CopySource={"Bucket": self.bucket_name, "Key": name},
                 Bucket=self.bucket_name,
                 Key=name,
                 Metadata=fields,
                 MetadataDirective="REPLACE",
                 **extra,
+                **self._copy_checksum(),
             )
 
     def _get_object(self, key: str, **options: Any) -> dict[str, Any]:
@@ -517,6 +526,19 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             )
         return key
 
+    def _put_filename(self, key: str, filename: str, metadata: Metadata | None = None) -> str:
+        # By name, s3transfer reads each part in the thread that sends it, seeking in the
+        # file: parts are read in parallel, none copied through one reader in between.
+        with _errors():
+            self.client.upload_file(
+                filename,
+                self.bucket_name,
+                self._name(key),
+                ExtraArgs=self._upload_args(metadata),
+                Config=self._file_transfer,
+            )
+        return key
+
     def _open_writer(self, key: str, metadata: Metadata | None = None) -> ValueWriter:
         return MultipartWriter(
             key,
@@ -535,7 +557,9 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
         try:
             # One request for any object up to 5 GiB (a managed copy asks HEAD first).
             with _errors(source):
-                self.client.copy_object(CopySource=copy_source, Bucket=self.bucket_name, Key=self._name(dest), **extra)
+                self.client.copy_object(
+                    CopySource=copy_source, Bucket=self.bucket_name, Key=self._name(dest), **extra, **self._copy_checksum()
+                )
             return dest
         except BackendError as error:
             if not _copy_too_large(error):
@@ -550,6 +574,12 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                 Config=self._transfer,
             )
         return dest
+
+    def _copy_checksum(self) -> dict[str, str]:
+        # The copy is one object, not the parts of a multipart upload: the server computes
+        # its checksum anew (a composite checksum of parts kept as it is would not match).
+        algorithm = checksum_algorithm(self.client)
+        return {} if algorithm is None else {"ChecksumAlgorithm": algorithm}
 
     def _has_directory(self, key: str) -> bool:
         # The marker itself (key/) also starts with key/.

@@ -10,6 +10,13 @@ bytes. The multipart upload is created with the first full part
 (``CompleteMultipartUpload``): only then does the object appear. A value smaller than one
 part is one ``PutObject`` at the close. On abort or any failure the upload is aborted
 (``AbortMultipartUpload``): no object, and no parts left to pay for.
+
+Where the client computes checksums of what it sends (botocore's default,
+``request_checksum_calculation="when_supported"``) the upload is made as boto3's own
+``upload_file`` makes it: created with ``ChecksumAlgorithm`` CRC32, each part's CRC-32
+checked by the server and named again in the completion, so the object keeps a checksum
+of its parts (without one the server makes its own checksum of the whole object at the
+completion: on moto a second copy of it).
 """
 
 from __future__ import annotations
@@ -29,6 +36,17 @@ log = logging.getLogger("kvfs.net.s3")
 
 #: S3 takes at most this many parts in one upload.
 MAX_PARTS = 10_000
+#: The checksum boto3's transfers ask for when the client computes checksums.
+CHECKSUM_ALGORITHM = "CRC32"
+def checksum_algorithm(client: Any) -> str | None:
+    """The checksum boto3's transfers ask the server to keep, for *client*: CRC32 where it
+    computes checksums of what it sends (``request_checksum_calculation="when_supported"``,
+    the default), else None."""
+    config = getattr(getattr(client, "meta", None), "config", None)
+    calculation = getattr(config, "request_checksum_calculation", None)
+    return CHECKSUM_ALGORITHM if calculation == "when_supported" else None
+
+
 #: Part numbers per step of part size: the size doubles every 1,000 parts, so 10,000
 #: parts of 8 MiB growing that way hold more than S3's largest object (5 TiB).
 _PARTS_PER_SIZE = 1000
@@ -74,6 +92,8 @@ class MultipartWriter(ValueWriter):
         self._concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self._failure: BaseException | None = None  # the first part that failed
+        self._checksum = checksum_algorithm(client)
+        self._part_checksums: dict[int, str] = {}
 
     @property
     def upload_id(self) -> str | None:
@@ -108,7 +128,7 @@ class MultipartWriter(ValueWriter):
             self._send_part()  # the last part may be smaller than the others
         self._wait()
         self._raise_failure()
-        parts = [{"ETag": self._etags[number], "PartNumber": number} for number in sorted(self._etags)]
+        parts = [self._part_entry(number) for number in sorted(self._etags)]
         with self._errors():
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=self._name, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
@@ -136,7 +156,9 @@ class MultipartWriter(ValueWriter):
             raise BackendError(errno.EFBIG, f"S3: {self._name} is larger than {MAX_PARTS} parts can hold")
         if self._upload_id is None:
             with self._errors():
-                answer = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._name, **self._write_args)
+                answer = self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._name, **self._write_args, **self._checksum_args()
+                )
             self._upload_id = answer["UploadId"]
             self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="kvfs-s3-part")
         self._slots.acquire()  # at most `concurrency` parts in flight: this bounds memory
@@ -166,14 +188,31 @@ class MultipartWriter(ValueWriter):
                 return  # the upload is lost anyway
             with self._errors():
                 answer = self._client.upload_part(
-                    Bucket=self._bucket, Key=self._name, UploadId=self._upload_id, PartNumber=number, Body=data
+                    Bucket=self._bucket,
+                    Key=self._name,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    **self._checksum_args(),
                 )
+            if self._checksum is not None and f"Checksum{self._checksum}" in answer:
+                self._part_checksums[number] = answer[f"Checksum{self._checksum}"]
             self._etags[number] = answer["ETag"]
         except BaseException as error:
             if self._failure is None:
                 self._failure = error
         finally:
             self._slots.release()
+
+    def _checksum_args(self) -> dict[str, str]:
+        return {} if self._checksum is None else {"ChecksumAlgorithm": self._checksum}
+
+    def _part_entry(self, number: int) -> dict[str, Any]:
+        """Part *number* as the completion names it: its ETag and, where asked for, its checksum."""
+        entry: dict[str, Any] = {"ETag": self._etags[number], "PartNumber": number}
+        if number in self._part_checksums:
+            entry[f"Checksum{self._checksum}"] = self._part_checksums[number]
+        return entry
 
     def _wait(self) -> None:
         for future in self._in_flight:
@@ -191,4 +230,4 @@ class MultipartWriter(ValueWriter):
             self._pool = None
 
 
-__all__ = ["MultipartWriter", "MAX_PARTS"]
+__all__ = ["MultipartWriter", "MAX_PARTS", "checksum_algorithm"]
