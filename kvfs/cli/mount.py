@@ -22,7 +22,13 @@ from ..mount.mounter import (
     start_daemon,
 )
 from ..mount.mounter import unmount as unmount_mountpoint
-from ..mount.options import DEFAULT_CACHE_SIZE, DEFAULT_READ_CACHE_SIZE, DEFAULT_TRANSFERS, DEFAULT_WRITE_BACK_DELAY, MountOptions
+from ..mount.options import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_READ_CACHE_SIZE,
+    DEFAULT_TRANSFERS,
+    DEFAULT_WRITE_BACK_DELAY,
+    MountOptions,
+)
 from ..url import mask_url
 from .errors import EXIT_USAGE, CliError, describe
 from .output import format_size, note, progress_bar

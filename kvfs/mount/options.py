@@ -90,4 +90,10 @@ class MountOptions:
                 raise ValueError(f"{name} must not be negative")
 
 
-__all__ = ["MountOptions", "DEFAULT_CACHE_SIZE", "DEFAULT_READ_CACHE_SIZE", "DEFAULT_TRANSFERS", "DEFAULT_WRITE_BACK_DELAY"]
+__all__ = [
+    "MountOptions",
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_READ_CACHE_SIZE",
+    "DEFAULT_TRANSFERS",
+    "DEFAULT_WRITE_BACK_DELAY",
+]

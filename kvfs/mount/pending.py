@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import IO, Any, TypeVar
 
 from ..decorator import StoreDecorator

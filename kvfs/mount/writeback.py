@@ -42,14 +42,13 @@ from typing import IO
 from ..errors import KeyNotFoundError
 from ..store import KeyValueStore, Metadata, run_parallel
 from .journal import Change, Journal
+from .options import DEFAULT_TRANSFERS, DEFAULT_WRITE_BACK_DELAY
 
 log = logging.getLogger("kvfs.mount.writeback")
 
-#: Default number of upload workers.
-DEFAULT_TRANSFERS = 8
 #: Default of the longest a change waits while newer changes keep coming, in seconds
 #: (rclone's ``--vfs-write-back`` waits 5 s after a file's last change too).
-DEFAULT_DELAY = 5.0
+DEFAULT_DELAY = DEFAULT_WRITE_BACK_DELAY
 #: Uploads start once no new change has come for this long, in seconds: longer than the
 #: gaps inside a burst of writes, short enough not to be felt after it.
 QUIET = 0.1
@@ -670,4 +669,12 @@ def _call_back(callback: Callable[[], None]) -> None:
         log.exception("write-back: a stored-change callback failed")
 
 
-__all__ = ["WriteBack", "WriteBackError", "Content", "DEFAULT_DELAY", "DEFAULT_TRANSFERS", "QUIET", "RETRY_DELAYS"]
+__all__ = [
+    "WriteBack",
+    "WriteBackError",
+    "Content",
+    "DEFAULT_DELAY",
+    "DEFAULT_TRANSFERS",
+    "QUIET",
+    "RETRY_DELAYS",
+]
