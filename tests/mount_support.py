@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -113,6 +114,16 @@ def mount_store(store: KeyValueStore, mountpoint: pathlib.Path, **options: Any) 
     options.setdefault("listing_timeout", 0.2)
     with mounted(store, str(mountpoint), **options) as path:
         yield pathlib.Path(path)
+
+
+def wait_until_stored(mountpoint: pathlib.Path, timeout: float = 60) -> None:
+    """Return once the write-back mount at *mountpoint* has nothing pending; fail after *timeout*."""
+    from kvfs.mount.control import query
+
+    deadline = time.monotonic() + timeout
+    while query(str(mountpoint))["write_back"]["pending"]:
+        assert time.monotonic() < deadline, "the write-back mount did not store its changes"
+        time.sleep(0.01)
 
 
 MountFactory = Callable[..., Any]

@@ -13,12 +13,11 @@ import pathlib
 import shutil
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
-from mount_support import make_store, mount_store
+from mount_support import make_store, mount_store, wait_until_stored
+from test_mount_cli import kvfs
 
 from kvfs.store import KeyValueStore, Metadata
 
@@ -215,7 +214,7 @@ def test_rsync_a_again_onto_a_remounted_s3_mount_copies_nothing(tmp_path: pathli
             )
             assert "Number of regular files transferred: 5" in first.stdout, first.stdout
             if write_back:  # the journal carries modes, owners and times to the uploads
-                _wait_until_stored(mnt)
+                wait_until_stored(mnt)
         # The remount shows the kept modes and times at once with one HEAD per listed file.
         with mount_store(store, tmp_path / "mnt", metadata_heads=True) as mnt:
             second = subprocess.run(
@@ -236,26 +235,7 @@ def test_rsync_a_again_onto_a_remounted_s3_mount_copies_nothing(tmp_path: pathli
         store.close()
 
 
-def _wait_until_stored(mountpoint: pathlib.Path, timeout: float = 60) -> None:
-    from kvfs.mount.control import query
-
-    deadline = time.monotonic() + timeout
-    while query(str(mountpoint))["write_back"]["pending"]:
-        assert time.monotonic() < deadline, "the write-back mount did not store its changes"
-        time.sleep(0.05)
-
-
 # ---------------------------------------------------------------------- the command line
-
-
-def _kvfs(*arguments: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kvfs.cli", *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.parametrize("heads", [False, True], ids=["listing", "metadata-heads"])
@@ -268,7 +248,7 @@ def test_kvfs_mount_metadata_heads(tmp_path: pathlib.Path, heads: bool) -> None:
         mountpoint = tmp_path / "mnt"
         mountpoint.mkdir()
         url = moto_store_url(store.bucket_name, store.prefix)  # type: ignore[attr-defined]
-        result = _kvfs("mount", "--allow-other", *(["--metadata-heads"] if heads else []), url, mountpoint)
+        result = kvfs("mount", "--allow-other", *(["--metadata-heads"] if heads else []), url, mountpoint)
         assert result.returncode == 0, result.stderr
         try:
             shown = stat.S_IMODE((mountpoint / "f").stat().st_mode)
@@ -277,6 +257,6 @@ def test_kvfs_mount_metadata_heads(tmp_path: pathlib.Path, heads: bool) -> None:
             else:
                 assert "shows no file modes without --metadata-heads" in result.stderr and shown == 0o644
         finally:
-            assert _kvfs("unmount", mountpoint).returncode == 0
+            assert kvfs("unmount", mountpoint).returncode == 0
     finally:
         store.close()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from mount_support import make_store, mount_store
+from mount_support import make_store, mount_store, wait_until_stored
 
 from kvfs.net.boto3store import Boto3Store
 
@@ -216,21 +216,16 @@ def test_renaming_a_directory_costs_a_copy_per_file_and_one_batched_delete(s3, t
 
 
 def test_a_write_back_directory_rename_lists_once(s3, tmp_path: pathlib.Path) -> None:
-    from kvfs.mount.control import query
-
     store, requests = s3
     options = {"write_back": True, "journal_dir": str(tmp_path / "journal")}
     with mount_store(store, tmp_path / "mnt", attr_timeout=LONG, listing_timeout=LONG, **options) as mnt:
         (mnt / "d").mkdir()
         for number in range(30):
             (mnt / "d" / f"f{number}").write_bytes(b"x")
-        deadline = time.monotonic() + 60
-        while query(str(mnt))["write_back"]["pending"] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until_stored(mnt)
         requests.clear()
         os.rename(mnt / "d", mnt / "e")
-        while query(str(mnt))["write_back"]["pending"] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until_stored(mnt)
         # One listing of the flat directory; the copies, then one DeleteObjects; the
         # markers: one PUT of the new one, one DELETE of the old one once it is empty.
         assert dict(requests) == {

@@ -590,13 +590,13 @@ class Journal:
         """Whether a put's separate content is all there (if missing, the change was done)."""
         path = self._data_path(change.sequence)
         try:
-            with open(path, "rb") as file:
-                checksum, size = 0, 0
-                for chunk in iter(lambda: file.read(_CHUNK), b""):
-                    checksum = zlib.crc32(chunk, checksum)
-                    size += len(chunk)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
+        try:
+            size, checksum = _checksum(fd)
+        finally:
+            os.close(fd)
         if size != change.size or checksum != header["crc32"]:
             log.error("journal: the content of change %d (%s) is incomplete; kept as %s.torn, not uploaded",
                       change.sequence, change.key, path)  # fmt: skip

@@ -551,7 +551,7 @@ class WriteBack:
         if change.kind == "delete":
             store.delete_many([pending.change.key for pending in batch])
         elif change.kind == "put":
-            metadata = _uploaded(change.metadata) if store.keeps_metadata else None
+            metadata = _uploaded(change.metadata)  # recorded only where the store keeps it
             path = None if change.size <= _SMALL else self.journal.content_path(change)
             if path is not None:
                 # By name: S3 reads the parts in its sending threads, a local store copies in the kernel.

@@ -15,7 +15,7 @@ from ..mixins import CopyMixin, UrlMixin
 from ..store import DIRECTORY_MARKER_SUFFIX, KeyInfo, KeyValueStore, Metadata, Rebuild, chained_pages, run_parallel
 from . import BucketStoreCapabilities, UploadSource, metadata_fields, open_streamed, parse_metadata
 from ..writer import ValueWriter
-from .s3writer import MultipartWriter, checksum_algorithm
+from .s3writer import MultipartWriter, checksum_arguments
 
 boto3 = require("boto3", "s3")
 from boto3.exceptions import Boto3Error  # noqa: E402  (after the check)
@@ -455,14 +455,14 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                 return
             if head.get("ContentType"):
                 extra["ContentType"] = head["ContentType"]
-            self.client.copy_object(  # a new checksum for the copy, as for _copy
+            self.client.copy_object(  # a new checksum for the copy (see checksum_arguments)
                 CopySource={"Bucket": self.bucket_name, "Key": name},
                 Bucket=self.bucket_name,
                 Key=name,
                 Metadata=fields,
                 MetadataDirective="REPLACE",
                 **extra,
-                **self._copy_checksum(),
+                **checksum_arguments(self.client),
             )
 
     def _get_object(self, key: str, **options: Any) -> dict[str, Any]:
@@ -558,7 +558,11 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
             # One request for any object up to 5 GiB (a managed copy asks HEAD first).
             with _errors(source):
                 self.client.copy_object(
-                    CopySource=copy_source, Bucket=self.bucket_name, Key=self._name(dest), **extra, **self._copy_checksum()
+                    CopySource=copy_source,
+                    Bucket=self.bucket_name,
+                    Key=self._name(dest),
+                    **extra,
+                    **checksum_arguments(self.client),
                 )
             return dest
         except BackendError as error:
@@ -574,12 +578,6 @@ class Boto3Store(BucketStoreCapabilities, UrlMixin, CopyMixin, KeyValueStore):
                 Config=self._transfer,
             )
         return dest
-
-    def _copy_checksum(self) -> dict[str, str]:
-        # The copy is one object, not the parts of a multipart upload: the server computes
-        # its checksum anew (a composite checksum of parts kept as it is would not match).
-        algorithm = checksum_algorithm(self.client)
-        return {} if algorithm is None else {"ChecksumAlgorithm": algorithm}
 
     def _has_directory(self, key: str) -> bool:
         # The marker itself (key/) also starts with key/.

@@ -38,6 +38,11 @@ log = logging.getLogger("kvfs.net.s3")
 MAX_PARTS = 10_000
 #: The checksum boto3's transfers ask for when the client computes checksums.
 CHECKSUM_ALGORITHM = "CRC32"
+#: Part numbers per step of part size: the size doubles every 1,000 parts, so 10,000
+#: parts of 8 MiB growing that way hold more than S3's largest object (5 TiB).
+_PARTS_PER_SIZE = 1000
+
+
 def checksum_algorithm(client: Any) -> str | None:
     """The checksum boto3's transfers ask the server to keep, for *client*: CRC32 where it
     computes checksums of what it sends (``request_checksum_calculation="when_supported"``,
@@ -47,9 +52,12 @@ def checksum_algorithm(client: Any) -> str | None:
     return CHECKSUM_ALGORITHM if calculation == "when_supported" else None
 
 
-#: Part numbers per step of part size: the size doubles every 1,000 parts, so 10,000
-#: parts of 8 MiB growing that way hold more than S3's largest object (5 TiB).
-_PARTS_PER_SIZE = 1000
+def checksum_arguments(client: Any) -> dict[str, str]:
+    """The ``ChecksumAlgorithm`` argument of an upload or a copy by *client*, none where it
+    computes no checksums (a copy is one object: the server computes its checksum anew,
+    a composite checksum of parts kept as it is would not match)."""
+    algorithm = checksum_algorithm(client)
+    return {} if algorithm is None else {"ChecksumAlgorithm": algorithm}
 
 
 class MultipartWriter(ValueWriter):
@@ -93,6 +101,7 @@ class MultipartWriter(ValueWriter):
         self._pool: ThreadPoolExecutor | None = None
         self._failure: BaseException | None = None  # the first part that failed
         self._checksum = checksum_algorithm(client)
+        self._checksum_arguments = checksum_arguments(client)
         self._part_checksums: dict[int, str] = {}
 
     @property
@@ -157,7 +166,7 @@ class MultipartWriter(ValueWriter):
         if self._upload_id is None:
             with self._errors():
                 answer = self._client.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._name, **self._write_args, **self._checksum_args()
+                    Bucket=self._bucket, Key=self._name, **self._write_args, **self._checksum_arguments
                 )
             self._upload_id = answer["UploadId"]
             self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="kvfs-s3-part")
@@ -193,7 +202,7 @@ class MultipartWriter(ValueWriter):
                     UploadId=self._upload_id,
                     PartNumber=number,
                     Body=data,
-                    **self._checksum_args(),
+                    **self._checksum_arguments,
                 )
             if self._checksum is not None and f"Checksum{self._checksum}" in answer:
                 self._part_checksums[number] = answer[f"Checksum{self._checksum}"]
@@ -203,9 +212,6 @@ class MultipartWriter(ValueWriter):
                 self._failure = error
         finally:
             self._slots.release()
-
-    def _checksum_args(self) -> dict[str, str]:
-        return {} if self._checksum is None else {"ChecksumAlgorithm": self._checksum}
 
     def _part_entry(self, number: int) -> dict[str, Any]:
         """Part *number* as the completion names it: its ETag and, where asked for, its checksum."""
@@ -230,4 +236,4 @@ class MultipartWriter(ValueWriter):
             self._pool = None
 
 
-__all__ = ["MultipartWriter", "MAX_PARTS", "checksum_algorithm"]
+__all__ = ["MultipartWriter", "MAX_PARTS", "checksum_algorithm", "checksum_arguments"]
