@@ -42,12 +42,21 @@ def test_underscores_and_ro_are_understood() -> None:
 
 
 def test_every_kvfs_mount_option_is_an_fstab_option() -> None:
-    options = ["write_back", "transfers=16", "coordinate=redis://127.0.0.1:6379/0", "lock-lifetime=10", "no_check"]
+    options = [
+        "write_back",
+        "transfers=16",
+        "write-back-delay=2",
+        "coordinate=redis://127.0.0.1:6379/0",
+        "lock-lifetime=10",
+        "no_check",
+    ]
     arguments, _ = translate(options)
     assert arguments == [
         "--write-back",
         "--transfers",
         "16",
+        "--write-back-delay",
+        "2",
         "--coordinate",
         "redis://127.0.0.1:6379/0",
         "--lock-lifetime",

@@ -172,6 +172,18 @@ def test_write_back_is_refused_for_a_local_directory(tmp_path: pathlib.Path) -> 
     assert not is_mounted(str(tmp_path / "mnt"))
 
 
+def test_a_negative_write_back_delay_is_refused(tmp_path: pathlib.Path) -> None:
+    from kvfs.mount.options import MountOptions
+
+    (tmp_path / "mnt").mkdir()
+    result = kvfs("mount", "--write-back", "--write-back-delay", "-1", "memory://", tmp_path / "mnt")
+    assert result.returncode == 2
+    assert "--write-back-delay" in result.stderr
+    assert not is_mounted(str(tmp_path / "mnt"))
+    with pytest.raises(ValueError, match="write_back_delay"):
+        MountOptions(write_back_delay=-1.0)
+
+
 def test_big_files_arrive_byte_identical_also_when_written_again(setup) -> None:  # type: ignore[no-untyped-def]
     # Past 8 MiB a staged copy is a file, made in the journal, which adopts it at the close.
     url, store, mountpoint, journal = setup
